@@ -32,7 +32,7 @@ class TrustspaceError(Exception):
 # --- bad input: an operator's or a file's mistake (exit 2, INVALID_ARGUMENT) -------------
 class BadInput(TrustspaceError):
     code = "bad_input"
-    kind = "bad_input"
+    kind: ClassVar[Kind] = "bad_input"
 
 
 class UsageError(BadInput):
@@ -66,7 +66,7 @@ class MalformedMessage(BadInput):
 # --- refusals: a policy, a peer or a contract says no (exit 3, PERMISSION_DENIED) ---------
 class Refused(TrustspaceError):
     code = "refused"
-    kind = "refused"
+    kind: ClassVar[Kind] = "refused"
 
 
 class TermExceedsOffer(Refused):
@@ -91,22 +91,22 @@ class AccessDenied(Refused):
 
 class UnknownPeer(Refused):
     code = "unknown_peer"
-    kind = "unauthenticated"
+    kind: ClassVar[Kind] = "unauthenticated"
 
 
 class BadSignature(Refused):
     code = "bad_signature"
-    kind = "unauthenticated"
+    kind: ClassVar[Kind] = "unauthenticated"
 
 
 class StaleCall(Refused):
     code = "stale_call"
-    kind = "unauthenticated"
+    kind: ClassVar[Kind] = "unauthenticated"
 
 
 class ReplayedCall(Refused):
     code = "replayed_call"
-    kind = "unauthenticated"
+    kind: ClassVar[Kind] = "unauthenticated"
 
 
 class DomainRefused(Refused):
@@ -119,24 +119,24 @@ class EnvelopeTampered(Refused):
 
 class PeerUnavailable(Refused):
     code = "peer_unavailable"
-    kind = "unavailable"
+    kind: ClassVar[Kind] = "unavailable"
 
 
 # --- lookups and conflicts ---------------------------------------------------------------
 class NotFound(TrustspaceError):
     code = "not_found"
-    kind = "not_found"
+    kind: ClassVar[Kind] = "not_found"
 
 
 class AlreadyExists(TrustspaceError):
     code = "already_exists"
-    kind = "conflict"
+    kind: ClassVar[Kind] = "conflict"
 
 
 # --- audit ---------------------------------------------------------------------------------
 class AuditFindings(TrustspaceError):
     code = "audit_findings"
-    kind = "findings"
+    kind: ClassVar[Kind] = "findings"
 
 
 def all_error_classes() -> dict[str, type[TrustspaceError]]:
@@ -148,3 +148,16 @@ def all_error_classes() -> dict[str, type[TrustspaceError]]:
         found.setdefault(cls.code, cls)
         stack.extend(cls.__subclasses__())
     return found
+
+
+# --- transparency: Merkle proofs and signed notes ------------------------------------------
+class InvalidProof(Refused):
+    """A Merkle inclusion or consistency proof that does not prove what it claims."""
+
+    code = "invalid_proof"
+
+
+class BadNote(MalformedMessage):
+    """A signed note, checkpoint or note verifier key that breaks the C2SP formats."""
+
+    code = "bad_note"

@@ -1,0 +1,84 @@
+"""The only producer of bytes that get signed or hashed.
+
+A signed document is canonical JSON (sorted keys, no insignificant white space, UTF-8,
+integers only — floats have no single textual form) wrapped in a DSSE-style
+pre-authentication encoding that binds the document type, so a signature over one kind
+of document can never be replayed as another. See docs/adr/0001-canonical-encoding.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from node.errors import MalformedMessage
+
+PAE_PREFIX = b"DSSEv1"
+TYPE_PREFIX = "trustspace."
+
+JSONValue = Any
+
+
+def _check(value: JSONValue, path: str) -> None:
+    if value is None or isinstance(value, (bool, int, str)):
+        return
+    if isinstance(value, float):
+        raise MalformedMessage(f"{path} is a float; signed documents carry integers only")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check(item, f"{path}[{i}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise MalformedMessage(f"{path} has a non-text key")
+            _check(item, f"{path}.{key}")
+        return
+    raise MalformedMessage(f"{path} has a value of type {type(value).__name__}, not JSON")
+
+
+def canonical_json(value: JSONValue) -> bytes:
+    """Encode ``value`` as canonical JSON bytes; refuses what has no canonical form."""
+    _check(value, "document")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def parse_canonical(payload: bytes, *, what: str = "document") -> dict[str, Any]:
+    """Parse bytes that must already be canonical JSON of an object.
+
+    A peer could send the same document in another spelling; refusing anything that does
+    not re-encode to the identical bytes keeps one document, one hash.
+    """
+    try:
+        value = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedMessage(f"the {what} is not valid UTF-8 JSON") from None
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"the {what} is not a JSON object")
+    if canonical_json(value) != payload:
+        raise MalformedMessage(f"the {what} is not in canonical JSON form")
+    return value
+
+
+def signing_bytes(doc_type: str, payload: bytes) -> bytes:
+    """DSSE pre-authentication encoding of ``payload`` under ``trustspace.<doc_type>``."""
+    type_bytes = (TYPE_PREFIX + doc_type).encode("utf-8")
+    return b" ".join([PAE_PREFIX, str(len(type_bytes)).encode(), type_bytes,
+                      str(len(payload)).encode(), payload])
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str, *, what: str, size: int | None = None) -> bytes:
+    """Strict base64 decoding with a readable error and an optional exact size."""
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, UnicodeEncodeError):
+        raise MalformedMessage(f"{what} is not valid base64") from None
+    if size is not None and len(data) != size:
+        raise MalformedMessage(f"{what} must be {size} bytes, found {len(data)}")
+    return data

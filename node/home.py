@@ -1,0 +1,139 @@
+"""A node's HOME folder: its configuration, keys, database and audit log, opened together.
+
+``Home`` is what every command and the running server work on. It owns one SQLite
+connection; a write goes through ``home.change()``, which opens a transaction and hands
+out the audit log so the state change and its entry commit together.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from node.audit import AuditLog, now_ms
+from node.config import Config
+from node.errors import AlreadyExists, InvalidHome
+from node.identity import NodeCard, NodeKeys, SignedCard
+from node.store.db import connect, migrate, transaction
+
+CONFIG_FILE = "config.toml"
+KEY_FILE = "node.key"
+DB_FILE = "node.db"
+
+
+@dataclass
+class Change:
+    """What a write transaction hands out: the connection and the audit log."""
+
+    conn: sqlite3.Connection
+    audit: AuditLog
+
+
+class Home:
+    def __init__(self, path: Path, config: Config, keys: NodeKeys):
+        self.path = path
+        self.config = config
+        self.keys = keys
+        self.node_id = keys.node_id
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        from node.checkpoints import Checkpointer  # late: checkpoints need the open home
+        self.checkpointer = Checkpointer(self)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """This thread's connection: WAL lets threads read while one of them writes."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path / DB_FILE)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    @property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.conn, self.node_id, self.checkpointer.after_append)
+
+    # ---- creation and opening --------------------------------------------------------
+    @classmethod
+    def init(cls, path: Path, config: Config) -> Home:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise AlreadyExists(f"{path} already exists and is not an empty folder")
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keys = NodeKeys.generate()
+        keys.save(path / KEY_FILE)
+        (path / CONFIG_FILE).write_text(config.to_toml(), "utf-8")
+        conn = connect(path / DB_FILE)
+        migrate(conn)
+        conn.close()
+        home = cls(path, config, keys)
+        with home.change() as change:
+            change.conn.execute("INSERT INTO node_meta (key, value) VALUES ('card_issued_at', ?)",
+                                (str(now_ms()),))
+            change.audit.append("node.initialised", {
+                "node_id": home.node_id, "name": config.name, "domain": config.domain,
+                "signing_key": home.card().signing_key})
+        return home
+
+    @classmethod
+    def open(cls, path: Path) -> Home:
+        if not path.is_dir():
+            raise InvalidHome(f"{path} is not a trustspace home; create one with "
+                              "'trustspace init'")
+        config = Config.load(path / CONFIG_FILE)
+        if not (path / KEY_FILE).exists() or not (path / DB_FILE).exists():
+            raise InvalidHome(f"{path} is missing its key or database; it is not a complete "
+                              "trustspace home")
+        keys = NodeKeys.load(path / KEY_FILE)
+        conn = connect(path / DB_FILE)
+        try:
+            migrate(conn)
+        finally:
+            conn.close()
+        return cls(path, config, keys)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    # ---- writes ----------------------------------------------------------------------
+    @contextmanager
+    def change(self) -> Iterator[Change]:
+        """A write transaction with the audit log; serialised within this process."""
+        with self._lock, transaction(self.conn) as conn:
+            yield Change(conn, self.audit)
+
+    def record(self, kind: str, body: dict[str, object]) -> None:
+        """An audit entry that is itself the whole change (e.g. a refused call)."""
+        with self.change() as change:
+            change.audit.append(kind, dict(body))
+
+    # ---- identity --------------------------------------------------------------------
+    def card(self) -> NodeCard:
+        row = self.conn.execute(
+            "SELECT value FROM node_meta WHERE key = 'card_issued_at'").fetchone()
+        issued_at = int(row[0]) if row else 0
+        return NodeCard(self.node_id, self.config.name, self.config.domain, self.config.listen,
+                        *_public_keys(self.keys), issued_at)
+
+    def signed_card(self) -> SignedCard:
+        return SignedCard.create(self.keys, self.card())
+
+
+def _public_keys(keys: NodeKeys) -> tuple[str, str]:
+    from node.canonical import b64
+    return b64(keys.verify_key), b64(bytes(keys.box.public_key))
+
+
+def home_path(text: str) -> Path:
+    return Path(os.path.expanduser(text)).resolve()
