@@ -1,0 +1,50 @@
+"""The running node: the gRPC server plus the timed work only a running node does.
+
+Every ``TICK_S`` the node covers new audit entries with a checkpoint, destroys data whose
+retention ran out, retries what waits in the outbox (receipts, notifications), and asks
+providers about requests still waiting for approval. Each task is independent: one
+failing (a peer down) never stops the others, and none of them holds a lock across a call
+to a peer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from connector.server import create_server
+from node.home import Home
+
+TICK_S = 0.5
+log = logging.getLogger("trustspace.runtime")
+
+
+def timed_tasks() -> list[tuple[str, Callable[[Home], object]]]:
+    from connector.consumer import poll_pending_requests
+    from connector.outbox_sender import flush_outbox
+    from node.retention import destroy_due
+
+    def checkpoint(home: Home) -> object:
+        return home.checkpointer.checkpoint_if_unattested()
+
+    return [("checkpoint", checkpoint), ("retention", destroy_due),
+            ("outbox", flush_outbox), ("pending requests", poll_pending_requests)]
+
+
+def run(home: Home, stop: threading.Event, on_ready: Callable[[int], None]) -> None:
+    server, port = create_server(home)
+    server.start()
+    home.record("node.started", {"address": home.config.listen})
+    on_ready(port)
+    tasks = timed_tasks()
+    try:
+        while not stop.wait(TICK_S):
+            for name, task in tasks:
+                try:
+                    task(home)
+                except Exception as e:  # noqa: BLE001 — keep serving; the next tick retries
+                    log.warning("timed task %s failed: %s", name, e)
+    finally:
+        server.stop(grace=5).wait()
+        home.record("node.stopped", {})
