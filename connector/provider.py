@@ -1,0 +1,109 @@
+"""The services a provider node answers. Thin: authenticate (done by the interceptor),
+convert, call the node's domain functions, convert back."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import grpc
+
+from connector.auth import current_caller
+from connector.convert import STATE_TO_PB, doc_from_pb, doc_to_pb
+from connector.pb import trustspace_pb2 as pb
+from connector.pb import trustspace_pb2_grpc as rpc
+from node import delivery, negotiation
+from node.agreements import load_agreement
+from node.datasets import get_dataset
+from node.destruction import accept_receipt
+from node.errors import NotFound
+from node.home import Home
+from node.ids import check_id
+from node.negotiation import Outcome
+from node.offers import offers_for_domain
+
+
+def _outcome(outcome: Outcome) -> pb.NegotiateResponse:
+    return pb.NegotiateResponse(
+        request_id=outcome.request_id, state=STATE_TO_PB[outcome.state],
+        agreement=doc_to_pb(outcome.agreement) if outcome.agreement else None,
+        reason=outcome.reason_text)
+
+
+class CatalogService(rpc.CatalogServicer):
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def ListOffers(self, request: pb.ListOffersRequest,
+                   context: grpc.ServicerContext) -> pb.ListOffersResponse:
+        caller = current_caller()
+        offers = []
+        for offer in offers_for_domain(self.home, caller.card.domain):
+            dataset = get_dataset(self.home, offer.dataset_id)
+            offers.append(pb.Offer(offer_id=offer.offer_id, dataset_id=offer.dataset_id,
+                                   classification=dataset.classification,
+                                   terms=offer.terms_bytes(), row_count=dataset.row_count,
+                                   fields=list(offer.terms.field_names)))
+        return pb.ListOffersResponse(offers=offers)
+
+
+class NegotiationService(rpc.NegotiationServicer):
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def Negotiate(self, request: pb.NegotiateRequest,
+                  context: grpc.ServicerContext) -> pb.NegotiateResponse:
+        doc = doc_from_pb(request.request, what="request")
+        return _outcome(negotiation.receive_request(self.home, current_caller(), doc))
+
+    def RequestStatus(self, request: pb.RequestStatusRequest,
+                      context: grpc.ServicerContext) -> pb.NegotiateResponse:
+        check_id(request.request_id, what="request id")
+        return _outcome(negotiation.request_status(self.home, current_caller(),
+                                                   request.request_id))
+
+    def Countersign(self, request: pb.CountersignRequest,
+                    context: grpc.ServicerContext) -> pb.Ack:
+        doc = doc_from_pb(request.agreement, what="agreement")
+        stored = negotiation.accept_countersignature(self.home, current_caller(), doc)
+        return pb.Ack(id=stored.agreement_id)
+
+    def AgreementStatus(self, request: pb.AgreementStatusRequest,
+                        context: grpc.ServicerContext) -> pb.AgreementStatusResponse:
+        check_id(request.agreement_id, what="agreement id")
+        caller = current_caller()
+        stored = load_agreement(self.home, request.agreement_id, role="provider")
+        if stored.peer_id != caller.node_id:
+            raise NotFound(f"no agreement {request.agreement_id!r} with {caller.name}")
+        state = "expired" if stored.state == "active" and stored.agreement.live_reason() \
+            else stored.state
+        return pb.AgreementStatusResponse(
+            agreement_id=stored.agreement_id, state=state,
+            revocation=doc_to_pb(stored.revocation) if stored.revocation else None)
+
+
+class TransferService(rpc.TransferServicer):
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def Fetch(self, request: pb.FetchRequest,
+              context: grpc.ServicerContext) -> Iterator[pb.DeliveryFrame]:
+        if request.resume_delivery_id:
+            check_id(request.resume_delivery_id, what="delivery id")
+        plan = delivery.start_delivery(self.home, current_caller(), request.agreement_id,
+                                       request.resume_delivery_id, request.from_sequence)
+        yield pb.DeliveryFrame(start=doc_to_pb(plan.start))
+        for header, signature, body in delivery.envelopes(self.home, plan):
+            yield pb.DeliveryFrame(envelope=pb.Envelope(header=header, signature=signature,
+                                                        body=body))
+        yield pb.DeliveryFrame(end=doc_to_pb(delivery.finish(self.home, plan)))
+
+
+class ReceiptsService(rpc.ReceiptsServicer):
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def SubmitReceipt(self, request: pb.ReceiptRequest, context: grpc.ServicerContext) -> pb.Ack:
+        receipt = doc_from_pb(request.receipt, what="receipt")
+        ack = accept_receipt(self.home, current_caller(), receipt)
+        return pb.Ack(id=json.loads(ack.payload)["receipt_id"], acknowledgement=doc_to_pb(ack))

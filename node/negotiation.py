@@ -1,0 +1,336 @@
+"""Contract negotiation, both sides, without any transport.
+
+Consumer: :func:`make_request` signs a request; :func:`accept_agreement` verifies the
+provider-signed agreement against that request, countersigns it and queues the
+countersignature for the provider. Provider: :func:`receive_request` evaluates a request
+with the pure policy evaluator and answers agreed, pending (manual approval) or rejected;
+:func:`approve` / :func:`reject` decide pending ones; :func:`accept_countersignature`
+activates the agreement. Each step stores its state and its audit entry in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from node.agreements import Agreement, StoredAgreement, load_agreement, verify_agreement
+from node.audit import now_ms
+from node.datasets import get_dataset
+from node.documents import SignedDoc
+from node.errors import (
+    ContractRefused,
+    MalformedMessage,
+    NotFound,
+    PolicyRefused,
+    Refused,
+)
+from node.home import Change, Home
+from node.ids import check_id, new_id
+from node.offers import Offer, get_offer
+from node.outbox import enqueue
+from node.peers import Peer, peer_by_id
+from policies.evaluate import AgreedTerms, Decision, Reason, Request, Requester, evaluate
+
+REQUEST_KEYS = {"request_id", "offer_id", "provider", "consumer", "purpose", "app", "fields",
+                "max_deliveries", "period", "retention", "max_reads", "valid_for",
+                "onward_transfer", "created_at"}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the provider answers to a request."""
+
+    request_id: str
+    state: str  # pending, agreed, rejected
+    agreement: SignedDoc | None
+    reasons: tuple[dict[str, str], ...]
+
+    @property
+    def reason_text(self) -> str:
+        return "; ".join(r["message"] for r in self.reasons)
+
+
+# ---- consumer side ---------------------------------------------------------------------
+def make_request(home: Home, provider: Peer, offer_id: str, request: Request) -> SignedDoc:
+    check_id(offer_id, what="offer id")
+    body = {"request_id": new_id("req"), "offer_id": offer_id, "provider": provider.node_id,
+            "consumer": home.node_id, "purpose": request.purpose, "app": request.app,
+            "fields": list(request.fields) if request.fields is not None else None,
+            "max_deliveries": request.max_deliveries, "period": request.period,
+            "retention": request.retention, "max_reads": request.max_reads,
+            "valid_for": request.valid_for, "onward_transfer": request.onward_transfer,
+            "created_at": now_ms()}
+    doc = SignedDoc.create("request", body, home.keys)
+    with home.change() as change:
+        change.audit.append("negotiation.requested", _request_entry(body, doc))
+        change.conn.execute(
+            "INSERT INTO requests (request_id, role, peer_id, offer_id, document, state, "
+            "created_at) VALUES (?, 'consumer', ?, ?, ?, 'pending', ?)",
+            (body["request_id"], provider.node_id, offer_id, doc.to_json(), body["created_at"]))
+    return doc
+
+
+def accept_agreement(home: Home, provider: Peer, request_id: str,
+                     doc: SignedDoc) -> StoredAgreement:
+    """Verify the provider's agreement against our request, countersign and keep it."""
+    request = _request_body(home, request_id, "consumer")
+    agreement = verify_agreement(doc, provider.card, home.card(), countersigned=False)
+    terms = agreement.terms
+    asked = request["fields"]
+    if agreement.request_id != request_id or agreement.offer_id != request["offer_id"] \
+            or terms.purpose != request["purpose"] or terms.app != request["app"] \
+            or (asked is not None and set(terms.field_names) - set(asked)):
+        raise ContractRefused(f"the agreement from {provider.name} does not match request "
+                              f"{request_id}")
+    for key in ("max_deliveries", "retention", "max_reads", "valid_for"):
+        if request[key] is not None and getattr(terms, key) > request[key]:
+            raise ContractRefused(f"the agreement from {provider.name} grants more {key} than "
+                                  "was asked")
+    signed = doc.signed_by(home.keys)
+    with home.change() as change:
+        if _state(change, request_id) == "agreed":  # a repeated answer: already accepted
+            return load_agreement(home, agreement.agreement_id)
+        change.conn.execute("UPDATE requests SET state = 'agreed', agreement_id = ?, "
+                            "decided_at = ? WHERE request_id = ?",
+                            (agreement.agreement_id, now_ms(), request_id))
+        _store_agreement(change, agreement, signed, "consumer", provider.node_id, "active", None)
+        change.audit.append("agreement.signed", _agreement_entry(agreement, signed, "consumer"))
+        enqueue(change, provider.node_id, "countersign", signed)
+    return load_agreement(home, agreement.agreement_id)
+
+
+def record_rejection(home: Home, request_id: str, reasons: tuple[dict[str, str], ...]) -> None:
+    with home.change() as change:
+        if _state(change, request_id) != "pending":
+            return
+        change.conn.execute("UPDATE requests SET state = 'rejected', reasons = ?, decided_at = ? "
+                            "WHERE request_id = ?", (json.dumps(reasons), now_ms(), request_id))
+        change.audit.append("negotiation.decided", {
+            "request": request_id, "outcome": "rejected", "reasons": list(reasons),
+            "agreement": None})
+
+
+def pending_requests(home: Home, role: str) -> list[dict[str, Any]]:
+    rows = home.conn.execute(
+        "SELECT request_id, peer_id, offer_id, document, created_at FROM requests "
+        "WHERE role = ? AND state = 'pending' ORDER BY created_at", (role,)).fetchall()
+    result = []
+    for request_id, peer_id, offer_id, document, created_at in rows:
+        body = SignedDoc.from_json(document).body()
+        result.append({"request_id": request_id, "peer_id": peer_id, "offer_id": offer_id,
+                       "purpose": body["purpose"], "app": body["app"],
+                       "created_at": created_at})
+    return result
+
+
+# ---- provider side ---------------------------------------------------------------------
+def receive_request(home: Home, caller: Peer, doc: SignedDoc) -> Outcome:
+    """Evaluate a consumer's signed request and answer it."""
+    # 1. the document is a request signed by the caller, addressed to this node
+    if doc.type != "request":
+        raise MalformedMessage(f"expected a request document, found {doc.type}")
+    doc.verify(caller.node_id, caller.card.verify_key, what="the request")
+    body = doc.body()
+    request = _parse_request(body)
+    if body["consumer"] != caller.node_id or body["provider"] != home.node_id:
+        raise ContractRefused("the request names other nodes than the caller and this node")
+    request_id = check_id(body["request_id"], what="request id")
+    # 2. a request seen before gets the same answer (the consumer may retry after a crash)
+    existing = home.conn.execute("SELECT peer_id FROM requests WHERE request_id = ?",
+                                 (request_id,)).fetchone()
+    if existing is not None:
+        if existing[0] != caller.node_id:
+            raise ContractRefused(f"request {request_id} belongs to another node")
+        return request_status(home, caller, request_id)
+    # 3. an offer this peer may see
+    offer = _visible_offer(home, caller, body["offer_id"])
+    dataset = get_dataset(home, offer.dataset_id)
+    # 4. the policy decides
+    decision = evaluate(offer.terms, request, Requester(caller.node_id, caller.card.domain),
+                        dataset.classification)
+    reasons = tuple({"term": r.term, "message": r.message} for r in decision.reasons)
+    manual = offer.terms.approval == "manual"
+    state = "rejected" if not decision.granted else "pending" if manual else "agreed"
+    with home.change() as change:
+        change.audit.append("negotiation.requested", _request_entry(body, doc))
+        change.conn.execute(
+            "INSERT INTO requests (request_id, role, peer_id, offer_id, document, state, "
+            "reasons, created_at, decided_at) VALUES (?, 'provider', ?, ?, ?, ?, ?, ?, ?)",
+            (request_id, caller.node_id, offer.offer_id, doc.to_json(), state,
+             json.dumps(reasons), now_ms(), None if state == "pending" else now_ms()))
+        agreement = None
+        if state == "agreed":
+            assert decision.agreed is not None
+            agreement = _propose(change, home, caller, request_id, offer, decision.agreed)
+        change.audit.append("negotiation.decided", {
+            "request": request_id, "outcome": state, "reasons": list(reasons),
+            "agreement": agreement.body()["agreement_id"] if agreement else None})
+    return Outcome(request_id, state, agreement, reasons)
+
+
+def request_status(home: Home, caller: Peer, request_id: str) -> Outcome:
+    row = home.conn.execute(
+        "SELECT peer_id, state, reasons, agreement_id FROM requests WHERE request_id = ? "
+        "AND role = 'provider'", (request_id,)).fetchone()
+    if row is None or row[0] != caller.node_id:
+        raise NotFound(f"no request {request_id!r} from {caller.name}")
+    agreement = load_agreement(home, row[3]).doc if row[3] else None
+    return Outcome(request_id, row[1], agreement, tuple(json.loads(row[2])))
+
+
+def approve(home: Home, request_id: str) -> SignedDoc:
+    body, peer_id = _pending_provider_request(home, request_id)
+    caller = peer_by_id(home, peer_id)
+    offer = get_offer(home, body["offer_id"])
+    dataset = get_dataset(home, offer.dataset_id)
+    # the offer or the peer may have changed while the request waited: evaluate again
+    decision: Decision = evaluate(offer.terms, _parse_request(body),
+                                  Requester(caller.node_id, caller.card.domain),
+                                  dataset.classification)
+    if not decision.granted:
+        reject(home, request_id, "; ".join(r.message for r in decision.reasons),
+               reasons=decision.reasons)
+        raise decision.refusal()
+    assert decision.agreed is not None
+    with home.change() as change:
+        if _state(change, request_id) != "pending":
+            raise ContractRefused(f"request {request_id} was decided meanwhile")
+        agreement = _propose(change, home, caller, request_id, offer, decision.agreed)
+        change.conn.execute("UPDATE requests SET state = 'agreed', decided_at = ? "
+                            "WHERE request_id = ?", (now_ms(), request_id))
+        change.audit.append("negotiation.decided", {
+            "request": request_id, "outcome": "agreed", "reasons": [], "approved": True,
+            "agreement": agreement.body()["agreement_id"]})
+    return agreement
+
+
+def reject(home: Home, request_id: str, reason: str,
+           reasons: tuple[Reason, ...] | None = None) -> None:
+    if not reason.strip():
+        raise PolicyRefused("a rejection needs a reason for the consumer")
+    _pending_provider_request(home, request_id)
+    listed = [{"term": r.term, "message": r.message} for r in reasons] if reasons else \
+        [{"term": "operator", "message": reason.strip()[:500]}]
+    with home.change() as change:
+        if _state(change, request_id) != "pending":
+            raise ContractRefused(f"request {request_id} was decided meanwhile")
+        change.conn.execute("UPDATE requests SET state = 'rejected', reasons = ?, decided_at = ? "
+                            "WHERE request_id = ?", (json.dumps(listed), now_ms(), request_id))
+        change.audit.append("negotiation.decided", {
+            "request": request_id, "outcome": "rejected", "reasons": listed,
+            "agreement": None})
+
+
+def accept_countersignature(home: Home, caller: Peer, doc: SignedDoc) -> StoredAgreement:
+    agreement_id = Agreement.from_doc(doc).agreement_id
+    stored = load_agreement(home, agreement_id, role="provider")
+    if stored.peer_id != caller.node_id:
+        raise ContractRefused(f"agreement {agreement_id} is not with {caller.name}")
+    if doc.payload != stored.doc.payload:
+        raise ContractRefused(f"the countersigned agreement {agreement_id} differs from the "
+                              "one this node signed")
+    agreement = verify_agreement(doc, home.card(), caller.card, countersigned=True)
+    if stored.state != "awaiting_countersignature":
+        return stored  # a retried countersignature changes nothing
+    with home.change() as change:
+        change.conn.execute("UPDATE agreements SET document = ?, state = 'active' "
+                            "WHERE agreement_id = ? AND state = 'awaiting_countersignature'",
+                            (doc.to_json(), agreement_id))
+        change.audit.append("agreement.signed", _agreement_entry(agreement, doc, "provider"))
+    return load_agreement(home, agreement_id)
+
+
+# ---- helpers -----------------------------------------------------------------------------
+def _propose(change: Change, home: Home, caller: Peer, request_id: str, offer: Offer,
+             agreed: AgreedTerms) -> SignedDoc:
+    created = now_ms()
+    agreement = Agreement(new_id("agr"), request_id, offer.offer_id, offer.dataset_id,
+                          home.node_id, caller.node_id, home.config.domain, caller.card.domain,
+                          agreed, created, created + agreed.valid_for * 1000)
+    doc = SignedDoc.create("agreement", agreement.to_body(), home.keys)
+    _store_agreement(change, agreement, doc, "provider", caller.node_id,
+                     "awaiting_countersignature", os.urandom(32))
+    change.audit.append("agreement.proposed", _agreement_entry(agreement, doc, "provider"))
+    return doc
+
+
+def _store_agreement(change: Change, agreement: Agreement, doc: SignedDoc, role: str,
+                     peer_id: str, state: str, hash_key: bytes | None) -> None:
+    change.conn.execute(
+        "INSERT INTO agreements (agreement_id, role, peer_id, offer_id, app, document, state, "
+        "created_at, expires_at, hash_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (agreement.agreement_id, role, peer_id, agreement.offer_id, agreement.terms.app,
+         doc.to_json(), state, agreement.created_at, agreement.expires_at, hash_key))
+
+
+def _agreement_entry(agreement: Agreement, doc: SignedDoc, role: str) -> dict[str, Any]:
+    return {"agreement": agreement.agreement_id, "role": role, "hash": doc.hash,
+            "document": doc.to_dict()}
+
+
+def _request_entry(body: dict[str, Any], doc: SignedDoc) -> dict[str, Any]:
+    return {"request": body["request_id"], "offer": body["offer_id"],
+            "provider": body["provider"], "consumer": body["consumer"],
+            "purpose": body["purpose"], "app": body["app"], "hash": doc.hash}
+
+
+def _parse_request(body: dict[str, Any]) -> Request:
+    if set(body) != REQUEST_KEYS:
+        raise MalformedMessage("the request does not have exactly the request fields")
+    fields = body["fields"]
+    if fields is not None and (not isinstance(fields, list)
+                               or not all(isinstance(f, str) for f in fields)):
+        raise MalformedMessage("the request's fields must be a list of names")
+    for key in ("request_id", "offer_id", "provider", "consumer", "purpose", "app"):
+        if not isinstance(body[key], str):
+            raise MalformedMessage(f"the request's {key} must be text")
+    for key in ("max_deliveries", "period", "retention", "max_reads", "valid_for"):
+        value = body[key]
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise MalformedMessage(f"the request's {key} must be a whole number")
+    if not isinstance(body["onward_transfer"], bool):
+        raise MalformedMessage("the request's onward_transfer must be true or false")
+    return Request(purpose=body["purpose"], app=body["app"],
+                   fields=tuple(fields) if fields is not None else None,
+                   max_deliveries=body["max_deliveries"], period=body["period"],
+                   retention=body["retention"], max_reads=body["max_reads"],
+                   valid_for=body["valid_for"], onward_transfer=body["onward_transfer"])
+
+
+def _visible_offer(home: Home, caller: Peer, offer_id: object) -> Offer:
+    if not isinstance(offer_id, str):
+        raise MalformedMessage("the request's offer id must be text")
+    try:
+        offer = get_offer(home, offer_id)
+    except NotFound:
+        offer = None
+    if offer is None or caller.card.domain not in offer.terms.consumer_domains:
+        # the same answer whether the offer is missing or hidden: its existence is not leaked
+        raise Refused(f"no offer {offer_id!r} is open to domain {caller.card.domain}")
+    return offer
+
+
+def _request_body(home: Home, request_id: str, role: str) -> dict[str, Any]:
+    row = home.conn.execute("SELECT document FROM requests WHERE request_id = ? AND role = ?",
+                            (request_id, role)).fetchone()
+    if row is None:
+        raise NotFound(f"no request {request_id!r} on this node")
+    return SignedDoc.from_json(row[0]).body()
+
+
+def _pending_provider_request(home: Home, request_id: str) -> tuple[dict[str, Any], str]:
+    row = home.conn.execute("SELECT document, peer_id, state FROM requests WHERE "
+                            "request_id = ? AND role = 'provider'", (request_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no request {request_id!r} waits on this node")
+    if row[2] != "pending":
+        raise ContractRefused(f"request {request_id} was already {row[2]}")
+    return SignedDoc.from_json(row[0]).body(), str(row[1])
+
+
+def _state(change: Change, request_id: str) -> str | None:
+    row = change.conn.execute("SELECT state FROM requests WHERE request_id = ?",
+                              (request_id,)).fetchone()
+    return None if row is None else str(row[0])
