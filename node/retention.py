@@ -1,0 +1,39 @@
+"""The running consumer's timed destruction.
+
+Destroys deliveries whose retention ran out, deliveries read ``max_reads`` times (should a
+crash have come between the last read and its destruction) and the data of revoked
+agreements, each with its receipt.
+"""
+
+from __future__ import annotations
+
+from node.agreements import load_agreement
+from node.audit import now_ms
+from node.destruction import destroy
+from node.home import Home
+
+
+def destroy_due(home: Home) -> int:
+    """Destroy whatever is due now; returns how many destructions ran."""
+    now = now_ms()
+    done = 0
+    rows = home.conn.execute(
+        "SELECT d.delivery_id, d.agreement_id, d.completed_at, d.reads, a.state, a.document "
+        "FROM deliveries d JOIN agreements a USING (agreement_id) WHERE d.role = 'consumer' "
+        "AND d.destroyed_at IS NULL AND d.completed_at IS NOT NULL").fetchall()
+    revoked: set[str] = set()
+    for delivery_id, agreement_id, completed_at, reads, state, _ in rows:
+        if state == "revoked":
+            revoked.add(agreement_id)
+            continue
+        terms = load_agreement(home, agreement_id).agreement.terms
+        if reads >= terms.max_reads:
+            destroy(home, agreement_id, "max_reads", deliveries=[delivery_id])
+            done += 1
+        elif completed_at + terms.retention * 1000 <= now:
+            destroy(home, agreement_id, "retention", deliveries=[delivery_id])
+            done += 1
+    for agreement_id in revoked:
+        destroy(home, agreement_id, "revoked")
+        done += 1
+    return done
