@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.json_format import MessageToDict
@@ -41,7 +41,6 @@ from node.errors import (
     ReplayedCall,
     StaleCall,
     TrustspaceError,
-    UnknownPeer,
 )
 from node.home import Home
 from node.identity import NodeKeys, verify_signature
@@ -50,6 +49,7 @@ from node.peers import Peer, peer_by_id
 NODE, TIME, NONCE, SIGNATURE = "ts-node", "ts-time", "ts-nonce", "ts-signature"
 UNAUTHENTICATED_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 NONCE_KEEP_FACTOR = 2  # nonces are kept twice the skew window, then pruned
+TIME_DIGITS = 16  # unix milliseconds stay below 10**16 for the next 300 000 years
 
 _caller: contextvars.ContextVar[Peer] = contextvars.ContextVar("caller")
 
@@ -153,7 +153,7 @@ class ServerAuth(grpc.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer)
-        return handler
+        return self._refuse_streamed_requests(method, handler)
 
     def _open_stream(self, peer: Peer, context: grpc.ServicerContext) -> None:
         limit = self._home.config.max_streams_per_peer
@@ -163,34 +163,56 @@ class ServerAuth(grpc.ServerInterceptor):
                               f"{peer.name} already has {limit} open streams, the limit")
             self._streams[peer.node_id] += 1
 
+    def _refuse_streamed_requests(self, method: str, handler: Any) -> Any:
+        """A call whose request is a stream cannot be signed as one request: fail closed."""
+        def refuse(requests: Any, context: grpc.ServicerContext) -> Any:
+            metadata = dict(context.invocation_metadata() or ())
+            self._refuse(method, metadata, context, BadSignature(
+                "calls that stream requests cannot be signed; this node accepts only "
+                "single-request calls"))
+
+        factory = grpc.stream_stream_rpc_method_handler if handler.stream_stream is not None \
+            else grpc.stream_unary_rpc_method_handler
+        return factory(refuse, request_deserializer=handler.request_deserializer,
+                       response_serializer=handler.response_serializer)
+
     def _authenticate(self, method: str, metadata: dict[str, Any], request: Message,
                       context: grpc.ServicerContext) -> Peer:
-        claimed = metadata.get(NODE)
         try:
             return self._check(method, metadata, request)
         except TrustspaceError as e:
-            try:
-                self._home.record("call.refused", {
-                    "method": method, "caller": str(claimed)[:40], "reason": e.code,
-                    "message": e.message[:200]})
-            finally:
-                abort(context, e)
+            self._refuse(method, metadata, context, e)
+
+    def _refuse(self, method: str, metadata: dict[str, Any], context: grpc.ServicerContext,
+                error: TrustspaceError) -> NoReturn:
+        """Record the refusal in the audit log, then abort the call with its reason."""
+        try:
+            self._home.record("call.refused", {
+                "method": method, "caller": str(metadata.get(NODE))[:40], "reason": error.code,
+                "message": error.message[:200]})
+        finally:
+            abort(context, error)
 
     def _check(self, method: str, metadata: dict[str, Any], request: Message) -> Peer:
         home = self._home
-        # 1. all four headers
+        # 1. all four headers, well-formed (a malformed one cannot be part of a signed call)
         values = [metadata.get(k) for k in (NODE, TIME, NONCE, SIGNATURE)]
         if not all(isinstance(v, str) and v for v in values):
-            raise UnknownPeer("the call is not signed: it lacks the ts-node, ts-time, "
-                              "ts-nonce and ts-signature headers")
+            raise BadSignature("the call is not signed: it lacks the ts-node, ts-time, "
+                               "ts-nonce and ts-signature headers")
         node_id, time_text, nonce, signature_text = (str(v) for v in values)
-        if not time_text.isdigit() or len(nonce) != 32 or not _is_hex(nonce):
-            raise MalformedMessage("the call's timestamp or nonce is malformed")
+        if not (time_text.isascii() and time_text.isdigit() and len(time_text) <= TIME_DIGITS) \
+                or len(nonce) != 32 or not _is_hex(nonce):
+            raise BadSignature("the call's ts-time or ts-nonce header is malformed: expected "
+                               "unix milliseconds and 32 lower-case hex digits")
         # 2. a trusted peer
         peer = peer_by_id(home, node_id)
         # 3. signature over the canonical call, addressed to this node
         payload = call_bytes(method, node_id, home.node_id, int(time_text), nonce, request)
-        signature = unb64(signature_text, what="the call signature", size=64)
+        try:
+            signature = unb64(signature_text, what="the call signature", size=64)
+        except MalformedMessage as e:
+            raise BadSignature(e.message) from None
         verify_signature(peer.card.verify_key, "call", payload, signature,
                          what=f"the call from {peer.name}")
         # 4. fresh

@@ -31,9 +31,11 @@ def create_server(home: Home, address: str | None = None) -> tuple[grpc.Server, 
         TransferService,
     )
 
+    # gRPC sets SO_REUSEPORT by default: a second node on a busy port would then share it
+    # with the first and receive half of its peers' calls. One port, one node.
+    options = [*channel_options(home.config.max_message_bytes), ("grpc.so_reuseport", 0)]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS),
-                         interceptors=[ServerAuth(home)],
-                         options=channel_options(home.config.max_message_bytes))
+                         interceptors=[ServerAuth(home)], options=options)
     rpc.add_CatalogServicer_to_server(CatalogService(home), server)
     rpc.add_NegotiationServicer_to_server(NegotiationService(home), server)
     rpc.add_TransferServicer_to_server(TransferService(home), server)

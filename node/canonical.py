@@ -40,9 +40,15 @@ def _check(value: JSONValue, path: str) -> None:
 
 def canonical_json(value: JSONValue) -> bytes:
     """Encode ``value`` as canonical JSON bytes; refuses what has no canonical form."""
-    _check(value, "document")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    try:
+        _check(value, "document")
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: text that has no UTF-8 form
+        raise MalformedMessage("the document has text that is not valid Unicode "
+                               "(a lone surrogate)") from None
+    except RecursionError:
+        raise MalformedMessage("the document is nested too deeply") from None
 
 
 def parse_canonical(payload: bytes, *, what: str = "document") -> dict[str, Any]:
@@ -55,6 +61,8 @@ def parse_canonical(payload: bytes, *, what: str = "document") -> dict[str, Any]
         value = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         raise MalformedMessage(f"the {what} is not valid UTF-8 JSON") from None
+    except RecursionError:
+        raise MalformedMessage(f"the {what} is nested too deeply") from None
     if not isinstance(value, dict):
         raise MalformedMessage(f"the {what} is not a JSON object")
     if canonical_json(value) != payload:
@@ -75,6 +83,8 @@ def b64(data: bytes) -> str:
 
 def unb64(text: str, *, what: str, size: int | None = None) -> bytes:
     """Strict base64 decoding with a readable error and an optional exact size."""
+    if not isinstance(text, str):  # parsed JSON may hold any type where text belongs
+        raise MalformedMessage(f"{what} is not base64 text")
     try:
         data = base64.b64decode(text.encode("ascii"), validate=True)
     except (ValueError, UnicodeEncodeError):

@@ -92,11 +92,17 @@ class Home:
             raise InvalidHome(f"{path} is missing its key or database; it is not a complete "
                               "trustspace home")
         keys = NodeKeys.load(path / KEY_FILE)
-        conn = connect(path / DB_FILE)
         try:
-            migrate(conn)
-        finally:
-            conn.close()
+            conn = connect(path / DB_FILE)
+            try:
+                migrate(conn)
+            finally:
+                conn.close()
+        except sqlite3.OperationalError as e:  # locked, unreadable, a migration that failed
+            raise InvalidHome(f"cannot open the database {path / DB_FILE}: {e}") from None
+        except sqlite3.DatabaseError as e:
+            raise InvalidHome(f"{path / DB_FILE} is damaged or not a trustspace database "
+                              f"({e})") from None
         return cls(path, config, keys)
 
     def close(self) -> None:

@@ -147,7 +147,8 @@ class SignedCard:
             fields = raw["card"]
             if not isinstance(fields, dict) or set(fields) != set(NodeCard.__dataclass_fields__):
                 raise MalformedFile("the card does not have exactly the fields of a node card")
-            if not isinstance(fields["issued_at"], int) or not all(
+            issued_at = fields["issued_at"]
+            if not isinstance(issued_at, int) or isinstance(issued_at, bool) or not all(
                     isinstance(fields[k], str) for k in fields if k != "issued_at"):
                 raise MalformedFile("the card's fields have the wrong types")
             signature_text = raw.get("signature")

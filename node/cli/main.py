@@ -20,8 +20,8 @@ from node.errors import TrustspaceError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"error: {message}", file=sys.stderr)
+        """A usage mistake is one line too; the usage itself is one --help away."""
+        print(f"error: {message} (see '{self.prog} --help')", file=sys.stderr)
         raise SystemExit(exits.BAD_INPUT)
 
 
@@ -47,6 +47,9 @@ def add_command(sub: argparse._SubParsersAction,  # type: ignore[type-arg]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # gRPC's own log lines (e.g. a failed bind) would break "one line per error" on stderr;
+    # the command reports every failure itself. GRPC_VERBOSITY=ERROR brings them back.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     parser = build_parser()
     args = parser.parse_args(argv)
     out = Output(getattr(args, "json", False))
