@@ -15,6 +15,7 @@ import grpc
 from connector.auth import authenticated_channel
 from connector.pb import trustspace_pb2_grpc as rpc
 from connector.status import error_from_rpc
+from node.errors import BadInput
 from node.home import Home
 from node.peers import Peer
 
@@ -28,13 +29,23 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, int]]:
             ("grpc.enable_retries", 0)]
 
 
-def open_channel(home: Home, address: str) -> grpc.Channel:
+def open_channel(home: Home, address: str, *, own_node: bool = False) -> grpc.Channel:
+    """A channel to a peer (over TLS when ``tls_peer_ca`` is set), or to this node itself."""
     options = channel_options(home.config.max_message_bytes)
-    if not home.config.tls_peer_ca:
+    config = home.config
+    ca_file = config.tls_peer_ca
+    if own_node:  # the node's own port speaks TLS exactly when it has a certificate
+        if not config.tls_cert:
+            return grpc.insecure_channel(address, options=options)
+        ca_file = config.tls_peer_ca or config.tls_client_ca or config.tls_cert
+    if not ca_file:
         return grpc.insecure_channel(address, options=options)
-    ca = Path(home.config.tls_peer_ca).read_bytes()
-    key = Path(home.config.tls_key).read_bytes() if home.config.tls_key else None
-    cert = Path(home.config.tls_cert).read_bytes() if home.config.tls_cert else None
+    try:
+        ca = Path(ca_file).read_bytes()
+        key = Path(config.tls_key).read_bytes() if config.tls_key else None
+        cert = Path(config.tls_cert).read_bytes() if config.tls_cert else None
+    except OSError as e:
+        raise BadInput(f"cannot read the node's TLS files: {e.strerror}: {e.filename}") from None
     credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
                                                certificate_chain=cert)
     return grpc.secure_channel(address, credentials, options=options)

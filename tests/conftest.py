@@ -70,12 +70,13 @@ def write_policy(path: Path, *, approval: str = "auto", max_deliveries: int = 24
 class Node:
     """A node made with ``trustspace init``, optionally running ``serve``."""
 
-    def __init__(self, home: Path, name: str, domain: str) -> None:
+    def __init__(self, home: Path, name: str, domain: str,
+                 extra_init: list[str | Path] | None = None) -> None:
         self.home, self.name, self.domain = home, name, domain
         self.port = free_port()
         self.process: subprocess.Popen[str] | None = None
         run_cli("init", home, "--name", name, "--domain", domain, "--listen",
-                f"127.0.0.1:{self.port}", check=True)
+                f"127.0.0.1:{self.port}", *(extra_init or []), check=True)
 
     def cli(self, *args: str | Path, check: bool = False,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -110,7 +110,7 @@ def run_status(args: argparse.Namespace, out: Output) -> int:
     deadline = time.monotonic() + max(args.wait, 0.0)
     address = home.config.listen
     while True:
-        channel = open_channel(home, address)
+        channel = open_channel(home, address, own_node=True)
         try:
             response = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=1.0)
