@@ -1,0 +1,220 @@
+"""Counterparty cosigning: after each negotiation, delivery and receipt, two nodes swap
+their latest audit checkpoints and cosign each other's.
+
+The caller sends its latest checkpoint with a consistency proof from the size the
+responder last cosigned; the responder verifies it against the newest checkpoint of the
+caller it holds, cosigns it, keeps it, records ``checkpoint.cosigned`` and answers with
+the cosigned checkpoint and its own latest one (with a proof from the size the caller
+holds), which the caller verifies, cosigns, keeps and records in turn. A checkpoint that
+contradicts one already held — another root at the same size, a smaller size, a proof
+that fails — is refused and recorded as ``checkpoint.refused`` with both notes, which is
+the evidence of a fork an auditor needs.
+
+Each side keeps, per held checkpoint, the proof it accepted it with, so an auditor given
+only one side's export can still check the other side's checkpoints against each other.
+The domain functions here take and return plain values; only :class:`AuditService` and
+:func:`exchange_checkpoints` touch gRPC messages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import grpc
+from nacl.signing import VerifyKey
+
+from connector.auth import current_caller
+from connector.client import PeerClient
+from connector.pb import trustspace_pb2 as pb
+from connector.pb import trustspace_pb2_grpc as rpc
+from node.audit import now_ms
+from node.checkpoints import origin_of
+from node.errors import BadSignature, InvalidProof, TrustspaceError
+from node.home import Home
+from node.merkle import HASH_SIZE, consistency_proof, verify_consistency
+from node.peers import Peer
+from node.signednote import Checkpoint, add_signature, open_note
+
+
+class AuditService(rpc.AuditServicer):
+    """The responder's half of the exchange; the caller is the authenticated peer."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+
+    def ExchangeCheckpoints(self, request: pb.CheckpointExchangeRequest,
+                            context: grpc.ServicerContext) -> pb.CheckpointExchangeResponse:
+        caller = current_caller()
+        cosigned = accept_checkpoint(self.home, caller, request.checkpoint,
+                                     request.cosigned_size, [bytes(h) for h in request.consistency])
+        note, checkpoint = latest_checkpoint(self.home)  # covers the checkpoint.cosigned entry
+        proof = proof_from(self.home, request.known_size, checkpoint.size)
+        return pb.CheckpointExchangeResponse(cosigned=cosigned, checkpoint=note,
+                                             consistency=proof)
+
+
+def exchange_checkpoints(home: Home, client: PeerClient) -> None:
+    """The caller's half: swap checkpoints with ``client.peer`` and cosign each other's."""
+    peer = client.peer
+    note, checkpoint = latest_checkpoint(home)
+    cosigned_size = _cosigned_size(home, peer.node_id)
+    known_size = _held_size(home, peer.node_id)
+    with home.change() as change:
+        change.conn.execute("INSERT OR IGNORE INTO audit_cosignatures (peer_id, size, "
+                            "offered_at) VALUES (?, ?, ?)",
+                            (peer.node_id, checkpoint.size, now_ms()))
+    request = pb.CheckpointExchangeRequest(
+        checkpoint=note, known_size=known_size, cosigned_size=cosigned_size,
+        consistency=proof_from(home, cosigned_size, checkpoint.size))
+    response = client.call(client.audit.ExchangeCheckpoints, request)
+    # 1. Our checkpoint, now carrying the peer's cosignature.
+    keep_cosignature(home, peer, note, response.cosigned)
+    # 2. The peer's checkpoint: verified against the newest we hold, cosigned, kept.
+    accept_checkpoint(home, peer, response.checkpoint, known_size,
+                      [bytes(h) for h in response.consistency])
+
+
+# --- the domain steps ------------------------------------------------------------------------
+
+
+def latest_checkpoint(home: Home) -> tuple[str, Checkpoint]:
+    """This node's checkpoint covering every entry so far, and what it says."""
+    note = home.checkpointer.checkpoint_now()
+    if note is None:
+        raise TrustspaceError("this node's audit log is empty, so it has no checkpoint")
+    opened = open_note(note, {home.node_id: home.keys.signing.verify_key})
+    return note, Checkpoint.parse(opened.text, origin=origin_of(home.node_id))
+
+
+def proof_from(home: Home, old_size: int, new_size: int) -> list[bytes]:
+    """Our consistency proof from ``old_size`` to ``new_size`` (empty if there is none)."""
+    if not 0 < old_size < new_size:
+        return []
+    return consistency_proof(old_size, new_size, _StoredLeaves(home.conn, new_size))
+
+
+def accept_checkpoint(home: Home, peer: Peer, note: str, from_size: int,
+                      proof: Sequence[bytes]) -> str:
+    """Verify ``peer``'s checkpoint against the newest one held, cosign and keep it.
+
+    Returns the note with this node's cosignature. A checkpoint that contradicts a held
+    one is recorded as ``checkpoint.refused`` and refused with :class:`InvalidProof`.
+    """
+    # 1. Signed by the peer, for the peer's log.
+    key = VerifyKey(peer.card.verify_key)
+    opened = open_note(note, {peer.node_id: key})
+    checkpoint = Checkpoint.parse(opened.text, origin=origin_of(peer.node_id))
+    cosigned = add_signature(note, home.node_id, home.keys.signing)
+    refusal: tuple[str, str, int] | None = None
+    with home.change() as change:
+        held = _held(change.conn, peer.node_id)
+        same = held.get(checkpoint.size)
+        if same is not None and same[0] == checkpoint.root:
+            return same[1]  # held already: nothing new to record
+        # 2. Consistent with what is held: one root per size, never smaller, a valid proof.
+        refusal = _contradiction(held, checkpoint, from_size, proof)
+        if refusal is None:
+            stored_from = from_size if held else 0
+            change.conn.execute(
+                "INSERT INTO audit_peer_checkpoints (peer_id, size, root, note, received_at, "
+                "proof_from, proof) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (peer.node_id, checkpoint.size, checkpoint.root, cosigned, now_ms(),
+                 stored_from, b"".join(proof) if held else b""))
+            change.audit.append("checkpoint.cosigned", {
+                "peer": peer.node_id, "size": checkpoint.size, "root": checkpoint.root.hex()})
+    if refusal is None:
+        return cosigned
+    reason, held_note, held_size = refusal
+    home.record("checkpoint.refused", {
+        "peer": peer.node_id, "reason": reason[:300], "size": checkpoint.size,
+        "root": checkpoint.root.hex(), "held_size": held_size, "held": held_note,
+        "offered": note, "proof_from": from_size, "proof": [h.hex() for h in proof]})
+    raise InvalidProof(f"the checkpoint of {peer.name} contradicts one this node holds: {reason}")
+
+
+def keep_cosignature(home: Home, peer: Peer, note: str, cosigned: str) -> None:
+    """Keep our checkpoint as ``peer`` cosigned it, after checking both signatures."""
+    ours = open_note(note, {home.node_id: home.keys.signing.verify_key})
+    theirs = open_note(cosigned, {peer.node_id: VerifyKey(peer.card.verify_key)})
+    mine = open_note(cosigned, {home.node_id: home.keys.signing.verify_key})
+    if theirs.text != ours.text or mine.text != ours.text:
+        raise BadSignature(f"{peer.name} returned a cosignature of another checkpoint than the "
+                           "one this node sent")
+    size = Checkpoint.parse(ours.text).size
+    with home.change() as change:
+        change.conn.execute(
+            "INSERT INTO audit_cosignatures (peer_id, size, note, offered_at, cosigned_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id, size) DO UPDATE SET "
+            "note = excluded.note, cosigned_at = excluded.cosigned_at",
+            (peer.node_id, size, cosigned, now_ms(), now_ms()))
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _contradiction(held: dict[int, tuple[bytes, str]], checkpoint: Checkpoint, from_size: int,
+                   proof: Sequence[bytes]) -> tuple[str, str, int] | None:
+    """Why ``checkpoint`` cannot extend the held ones: (reason, held note, held size)."""
+    if not held:
+        return None  # the first checkpoint of this peer: nothing to be consistent with
+    newest = max(held)
+    if checkpoint.size in held:
+        return (f"it has root {checkpoint.root.hex()[:16]}… at size {checkpoint.size}, where "
+                f"the held checkpoint has {held[checkpoint.size][0].hex()[:16]}…",
+                held[checkpoint.size][1], checkpoint.size)
+    if checkpoint.size < newest:
+        return (f"it covers {checkpoint.size} entries, fewer than the {newest} of a checkpoint "
+                "already held", held[newest][1], newest)
+    if from_size not in held:
+        raise InvalidProof(f"expected a consistency proof from one of your checkpoints this "
+                           f"node holds (the newest has size {newest}); found one from size "
+                           f"{from_size}")
+    try:
+        verify_consistency(from_size, checkpoint.size, held[from_size][0], checkpoint.root,
+                           proof)
+    except InvalidProof as e:
+        return f"its consistency proof from size {from_size} fails: {e.message}", \
+            held[from_size][1], from_size
+    return None
+
+
+def _held(conn: sqlite3.Connection, peer_id: str) -> dict[int, tuple[bytes, str]]:
+    rows = conn.execute("SELECT size, root, note FROM audit_peer_checkpoints WHERE peer_id = ?",
+                        (peer_id,)).fetchall()
+    return {int(size): (bytes(root), str(note)) for size, root, note in rows}
+
+
+def _held_size(home: Home, peer_id: str) -> int:
+    row = home.conn.execute("SELECT max(size) FROM audit_peer_checkpoints WHERE peer_id = ?",
+                            (peer_id,)).fetchone()
+    return int(row[0] or 0)
+
+
+def _cosigned_size(home: Home, peer_id: str) -> int:
+    """The size of our newest checkpoint the peer cosigned (else the newest we offered it).
+
+    If a cosigned checkpoint never came back (the answer was lost), the peer may hold our
+    newest offered one, or none at all; the peer accepts a proof from any size it holds.
+    """
+    row = home.conn.execute(
+        "SELECT coalesce(max(CASE WHEN note IS NOT NULL THEN size END), max(size), 0) "
+        "FROM audit_cosignatures WHERE peer_id = ?", (peer_id,)).fetchone()
+    return int(row[0] or 0)
+
+
+class _StoredLeaves:
+    """The leaf hashes of this node's log as :func:`consistency_proof` reads them."""
+
+    def __init__(self, conn: sqlite3.Connection, size: int) -> None:
+        self._conn = conn
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __getitem__(self, span: slice, /) -> list[bytes]:
+        start, stop, _ = span.indices(self._size)
+        rows = self._conn.execute("SELECT hash FROM audit_entries WHERE seq >= ? AND seq < ? "
+                                  "ORDER BY seq", (start, stop)).fetchall()
+        return [bytes(h) for (h,) in rows if len(h) == HASH_SIZE]

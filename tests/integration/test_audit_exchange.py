@@ -1,0 +1,192 @@
+"""Counterparty cosigning between two real nodes (gRPC servers on loopback), and what the
+auditor makes of it: a node that rewrites its history after it was cosigned is refused by
+its counterparty at the next exchange and caught by ``audit verify``."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connector.audit_exchange import accept_checkpoint, exchange_checkpoints
+from connector.client import PeerClient
+from connector.pb import trustspace_pb2 as pb
+from connector.server import create_server
+from node.audit_export import export_log
+from node.audit_format import AuditEntry, leaf_hash
+from node.auditor.verify import Verification, verify
+from node.config import Config
+from node.errors import BadSignature, InvalidProof
+from node.home import DB_FILE, Home
+from node.identity import NodeKeys
+from node.peers import add_peer, peer_by_id
+from node.signednote import Checkpoint, open_note, sign_note
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Pair:
+    a: Home
+    b: Home
+    tmp: Path
+
+    def exchange(self) -> None:
+        """Node a calls node b, as the negotiate / fetch / receipt flows do."""
+        with PeerClient(self.a, peer_by_id(self.a, self.b.node_id)) as client:
+            exchange_checkpoints(self.a, client)
+
+    def verify(self) -> Verification:
+        logs, cards = [], []
+        for home in (self.a, self.b):
+            logs.append(self.tmp / f"{home.config.name}.jsonl")
+            export_log(home, logs[-1])
+            cards.append(self.tmp / f"{home.config.name}.card")
+            cards[-1].write_text(home.signed_card().to_json())
+        return verify(logs, cards)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[Pair]:
+    homes = [Home.init(tmp_path / name, Config(name=name, domain=domain,
+                                               listen=f"127.0.0.1:{_free_port()}"))
+             for name, domain in (("bank", "finance.qingdao"), ("qingdao-data", "data.qingdao"))]
+    a, b = homes
+    add_peer(a, b.signed_card())
+    add_peer(b, a.signed_card())
+    servers = [create_server(home)[0] for home in homes]
+    for server in servers:
+        server.start()
+    try:
+        yield Pair(a, b, tmp_path)
+    finally:
+        for server in servers:
+            server.stop(grace=None)
+
+
+def _rows(home: Home, sql: str) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in home.conn.execute(sql).fetchall()]
+
+
+def _cosigned_entries(home: Home) -> list[AuditEntry]:
+    return [AuditEntry.decode(bytes(r[0])) for r in home.conn.execute(
+        "SELECT entry FROM audit_entries WHERE kind = 'checkpoint.cosigned' ORDER BY seq")]
+
+
+def test_each_node_keeps_the_others_checkpoint_cosigned(pair: Pair) -> None:
+    pair.exchange()
+    # The caller also gets its own checkpoint back with the responder's cosignature.
+    [(size, note)] = _rows(pair.a, "SELECT size, note FROM audit_cosignatures")
+    opened = open_note(str(note), {pair.b.node_id: pair.b.keys.signing.verify_key})
+    assert Checkpoint.parse(opened.text).size == size
+    for me, other in ((pair.a, pair.b), (pair.b, pair.a)):
+        [(peer, held, proof_from)] = _rows(me, "SELECT peer_id, note, proof_from "
+                                               "FROM audit_peer_checkpoints")
+        assert (peer, proof_from) == (other.node_id, 0)
+        assert open_note(str(held), {me.node_id: me.keys.signing.verify_key}).signers \
+            == (me.node_id,)
+        [entry] = _cosigned_entries(me)
+        assert entry.body["peer"] == other.node_id
+
+
+def test_later_exchanges_carry_consistency_proofs_and_the_logs_verify(pair: Pair) -> None:
+    pair.exchange()
+    for number in range(40):
+        pair.b.record("node.started", {"address": f"127.0.0.1:{7000 + number}"})
+    pair.exchange()
+    [(first, _), (second, proof)] = _rows(pair.a, "SELECT proof_from, proof FROM "
+                                                  "audit_peer_checkpoints ORDER BY size")
+    assert first == 0 and second > 0 and len(bytes(proof)) % 32 == 0 and proof
+    result = pair.verify()
+    assert result.clean, [f.line() for f in result.findings]
+
+
+def test_a_checkpoint_that_contradicts_a_held_one_is_refused_and_recorded(pair: Pair) -> None:
+    pair.exchange()
+    [(held_size, held_root)] = _rows(pair.a, "SELECT size, root FROM audit_peer_checkpoints")
+    size, root = int(held_size), bytes(held_root)
+    b = pair.b
+    other_root = bytes(32) if root != bytes(32) else bytes([1]) * 32
+    forged = sign_note(Checkpoint(f"trustspace/{b.node_id}", size, other_root).to_text(),
+                       b.node_id, b.keys.signing)
+    before = _rows(pair.a, "SELECT size FROM audit_peer_checkpoints")
+    with pytest.raises(InvalidProof):
+        accept_checkpoint(pair.a, peer_by_id(pair.a, b.node_id), forged, size, [])
+    assert _rows(pair.a, "SELECT size FROM audit_peer_checkpoints") == before
+    refused = AuditEntry.decode(bytes(pair.a.conn.execute(
+        "SELECT entry FROM audit_entries WHERE kind = 'checkpoint.refused'").fetchone()[0]))
+    assert refused.body["offered"] == forged and refused.body["held_size"] == size
+    result = pair.verify()
+    rules = {(f.rule, f.log) for f in result.findings}
+    assert ("checkpoint.refused", str(pair.tmp / "bank.jsonl")) in rules
+    assert ("checkpoint.fork", str(pair.tmp / "qingdao-data.jsonl")) in rules
+
+
+def test_a_checkpoint_signed_by_another_key_is_refused_and_changes_nothing(pair: Pair) -> None:
+    pair.exchange()
+    before = pair.a.audit.size()
+    stranger = NodeKeys.generate()
+    note = sign_note(Checkpoint(f"trustspace/{pair.b.node_id}", 99, bytes(32)).to_text(),
+                     pair.b.node_id, stranger.signing)
+    with pytest.raises(BadSignature):
+        accept_checkpoint(pair.a, peer_by_id(pair.a, pair.b.node_id), note, 0, [])
+    assert pair.a.audit.size() == before
+
+
+def test_the_responder_refuses_a_proof_from_a_size_it_does_not_hold(pair: Pair) -> None:
+    pair.exchange()
+    pair.a.record("node.started", {"address": "127.0.0.1:7999"})
+    note = pair.a.checkpointer.checkpoint_now()
+    assert note is not None
+    with PeerClient(pair.a, peer_by_id(pair.a, pair.b.node_id)) as client:
+        request = pb.CheckpointExchangeRequest(checkpoint=note, cosigned_size=1,
+                                               consistency=[bytes(32)])
+        with pytest.raises(InvalidProof):
+            client.call(client.audit.ExchangeCheckpoints, request)
+
+
+def _rewrite_history(home: Home, seq: int) -> None:
+    """What a dishonest node can do with its own database and key: change entry ``seq``,
+    re-chain every later entry and re-sign its checkpoints, so its own log is consistent."""
+    home.close()
+    conn = sqlite3.connect(home.path / DB_FILE, isolation_level=None)
+    rows = conn.execute("SELECT seq, entry FROM audit_entries WHERE seq >= ? ORDER BY seq",
+                        (seq,)).fetchall()
+    prev = bytes(conn.execute("SELECT hash FROM audit_entries WHERE seq = ?",
+                              (seq - 1,)).fetchone()[0]).hex()
+    for number, data in rows:
+        entry = AuditEntry.decode(bytes(data))
+        body = {**entry.body, "address": "10.9.9.9:1"} if number == seq else entry.body
+        new = AuditEntry(entry.seq, entry.time, entry.node, entry.kind, body, prev).encode()
+        conn.execute("UPDATE audit_entries SET entry = ?, hash = ? WHERE seq = ?",
+                     (new, leaf_hash(new), number))
+        prev = leaf_hash(new).hex()
+    conn.execute("DELETE FROM audit_checkpoints WHERE size > ?", (seq,))
+    conn.close()
+    home.checkpointer.checkpoint_now()
+
+
+def test_a_node_that_rewrites_its_history_is_refused_and_caught(pair: Pair) -> None:
+    pair.b.record("node.started", {"address": "127.0.0.1:7001"})
+    pair.exchange()
+    seq = int(pair.b.conn.execute("SELECT max(seq) FROM audit_entries WHERE kind = "
+                                  "'node.started'").fetchone()[0])
+    _rewrite_history(pair.b, seq)
+    # b's own log is consistent again, but a holds b's checkpoint of the old history.
+    with pytest.raises(InvalidProof):
+        pair.exchange()
+    result = pair.verify()
+    b_log = str(pair.tmp / "qingdao-data.jsonl")
+    assert not [f for f in result.findings if f.log == b_log and f.step == 1]
+    assert ("checkpoint.fork", b_log) in {(f.rule, f.log) for f in result.findings}
+    assert ("checkpoint.refused", str(pair.tmp / "bank.jsonl")) in \
+        {(f.rule, f.log) for f in result.findings}
