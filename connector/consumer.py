@@ -121,14 +121,20 @@ def _settle(home: Home, client: PeerClient, request_id: str,
     state = STATE_FROM_PB.get(response.state)
     if state is None or response.request_id != request_id:
         raise MalformedMessage(f"{client.peer.name} answered with an unknown negotiation state")
+    decision = doc_from_pb(response.decision, what="decision") \
+        if response.HasField("decision") else None
     if state == "rejected":
-        reasons = tuple({"term": "provider", "message": m} for m in response.reason.split("; "))
-        negotiation.record_rejection(home, request_id, reasons)
+        if decision is not None:
+            negotiation.record_decided_rejection(home, client.peer, request_id, decision)
+        else:
+            negotiation.record_rejection(home, request_id, tuple(
+                {"term": "provider", "message": m} for m in response.reason.split("; ")))
         return NegotiationResult(request_id, state, None, response.reason)
     if state == "pending":
         return NegotiationResult(request_id, state, None, "")
     stored = negotiation.accept_agreement(
-        home, client.peer, request_id, doc_from_pb(response.agreement, what="agreement"))
+        home, client.peer, request_id, doc_from_pb(response.agreement, what="agreement"),
+        decision)
     flush_outbox(home, client.peer.node_id, force=True)
     return NegotiationResult(request_id, state, stored, "")
 
@@ -200,6 +206,7 @@ def _learn_revocation(home: Home, client: PeerClient, agreement_id: str) -> None
         return
     if status.state == "revoked" and status.HasField("revocation"):
         accept_revocation(home, client.peer, doc_from_pb(status.revocation, what="revocation"))
+        flush_outbox(home, client.peer.node_id, force=True)  # the receipt, while in contact
 
 
 # ---- the service providers call on consumers ----------------------------------------------

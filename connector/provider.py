@@ -27,7 +27,8 @@ def _outcome(outcome: Outcome) -> pb.NegotiateResponse:
     return pb.NegotiateResponse(
         request_id=outcome.request_id, state=STATE_TO_PB[outcome.state],
         agreement=doc_to_pb(outcome.agreement) if outcome.agreement else None,
-        reason=outcome.reason_text)
+        reason=outcome.reason_text,
+        decision=doc_to_pb(outcome.decision) if outcome.decision else None)
 
 
 class CatalogService(rpc.CatalogServicer):

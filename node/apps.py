@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.agreements import load_agreement
+from node.documents import SignedDoc
 from node.errors import AccessDenied, AlreadyExists, ContractRefused, NotFound, TrustspaceError
 from node.home import Home
 from node.ids import check_id
@@ -98,8 +99,13 @@ def begin_read(home: Home, agreement_id: str, app_id: str, credential: str) -> R
                                           "reason": e.code})
         raise
     with home.change() as change:
-        change.conn.execute("UPDATE deliveries SET reads = reads + 1 WHERE delivery_id = ?",
-                            (row[0],))
+        # counted under the write lock: two reads at once cannot both take the last one
+        counted = change.conn.execute(
+            "UPDATE deliveries SET reads = reads + 1 WHERE delivery_id = ? AND reads = ? "
+            "AND destroyed_at IS NULL", (row[0], row[2])).rowcount
+        if not counted:
+            raise ContractRefused(f"delivery {row[0]} was read or destroyed meanwhile; "
+                                  "read again")
         change.audit.append("data.read", {
             "agreement": agreement_id, "delivery": row[0], "app": app_id, "rows": row[1],
             "fields": list(terms.field_names), "read_number": row[2] + 1})
@@ -114,12 +120,13 @@ def rows_of(home: Home, release: Release) -> Iterator[list[Any]]:
         yield from json.loads(plaintext)
 
 
-def finish_read(home: Home, release: Release) -> None:
-    """After the last permitted read, the delivery is destroyed and the receipt queued."""
-    if release.last_read:
-        from node.destruction import destroy
+def finish_read(home: Home, release: Release) -> SignedDoc | None:
+    """After the last permitted read, the delivery is destroyed and its receipt queued."""
+    if not release.last_read:
+        return None
+    from node.destruction import destroy
 
-        destroy(home, release.agreement_id, "max_reads", deliveries=[release.delivery_id])
+    return destroy(home, release.agreement_id, "max_reads", deliveries=[release.delivery_id])
 
 
 class AppReader:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import AlreadyExists, BadInput, MalformedFile, NotFound
 from node.home import Home
 from node.ids import check_id
-from node.rowfile import open_rows
+from node.rowfile import cell_text, open_rows
 from policies.terms import CLASSIFICATIONS
 
 IMPORT_BATCH = 5000
@@ -58,6 +59,8 @@ def add_dataset(home: Home, dataset_id: str, path: Path, classification: str) ->
         for batch in rows.batches():
             conn.executemany(insert, batch)
         types = rows.types()
+        if rows.format == "csv":
+            _restore_text(conn, table, [i for i, t in enumerate(types.values()) if t == "text"])
         entry = change.audit.append("dataset.added", {
             "dataset": dataset_id, "classification": classification, "rows": rows.row_count,
             "fields": list(rows.fields), "source_digest": digest})
@@ -80,6 +83,21 @@ def get_dataset(home: Home, dataset_id: str) -> Dataset:
 def list_datasets(home: Home) -> list[Dataset]:
     ids = [r[0] for r in home.conn.execute("SELECT dataset_id FROM datasets ORDER BY 1")]
     return [get_dataset(home, i) for i in ids]
+
+
+def _restore_text(conn: sqlite3.Connection, table: str, text_columns: list[int]) -> None:
+    """Give back their cells' text to numbers stored in columns that turned out to be text.
+
+    CSV typing reads ``12`` as a number until the column shows text (``node/rowfile.py``),
+    so the rows before that hold numbers: a code column must not deliver ``12`` for one row
+    and ``"ab"`` for the next. :func:`cell_text` restores each cell exactly as written.
+    """
+    for index in text_columns:
+        column = f"c{index}"
+        numbers = conn.execute(f'SELECT _row, {column} FROM "{table}" '
+                               f"WHERE typeof({column}) IN ('integer', 'real')").fetchall()
+        conn.executemany(f'UPDATE "{table}" SET {column} = ? WHERE _row = ?',
+                         [(cell_text(value), row) for row, value in numbers])
 
 
 def _file_digest(path: Path) -> str:

@@ -77,14 +77,15 @@ def open_envelope(header_bytes: bytes, signature: bytes, body: bytes, *,
                   expect: EnvelopeHeader) -> tuple[EnvelopeHeader, bytes, list[list[Any]]]:
     """Verify one envelope in order and return (header, plaintext, rows); refuse on any doubt.
 
-    1. the header parses; 2. the provider's signature verifies; 3. agreement, delivery,
-    sequence, previous digest and fields are the expected ones; 4. the body decrypts with
-    this node's key; 5. its digest matches the header; 6. it holds exactly ``rows`` rows of
+    1. the provider's signature verifies over the header bytes as received (nothing
+    unauthenticated is parsed); 2. the header parses; 3. agreement, delivery, sequence,
+    previous digest and fields are the expected ones; 4. the body decrypts with this node's
+    key; 5. its digest matches the header; 6. it holds exactly ``rows`` rows of
     ``len(fields)`` values.
     """
-    header = EnvelopeHeader.decode(header_bytes)
     verify_signature(provider_key, "envelope", header_bytes, signature,
-                     what=f"envelope {header.seq}")
+                     what=f"envelope {expect.seq}")
+    header = EnvelopeHeader.decode(header_bytes)
     for name in ("agreement", "delivery", "seq", "prev", "fields"):
         if getattr(header, name) != getattr(expect, name):
             raise EnvelopeTampered(f"envelope {header.seq} has {name} "

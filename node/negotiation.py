@@ -21,10 +21,10 @@ from node.datasets import get_dataset
 from node.documents import SignedDoc
 from node.errors import (
     ContractRefused,
+    DomainRefused,
     MalformedMessage,
     NotFound,
     PolicyRefused,
-    Refused,
 )
 from node.home import Change, Home
 from node.ids import check_id, new_id
@@ -46,6 +46,7 @@ class Outcome:
     state: str  # pending, agreed, rejected
     agreement: SignedDoc | None
     reasons: tuple[dict[str, str], ...]
+    decision: SignedDoc | None = None  # the provider's signed decision, once decided
 
     @property
     def reason_text(self) -> str:
@@ -72,8 +73,8 @@ def make_request(home: Home, provider: Peer, offer_id: str, request: Request) ->
     return doc
 
 
-def accept_agreement(home: Home, provider: Peer, request_id: str,
-                     doc: SignedDoc) -> StoredAgreement:
+def accept_agreement(home: Home, provider: Peer, request_id: str, doc: SignedDoc,
+                     decision: SignedDoc | None = None) -> StoredAgreement:
     """Verify the provider's agreement against our request, countersign and keep it."""
     request = _request_body(home, request_id, "consumer")
     agreement = verify_agreement(doc, provider.card, home.card(), countersigned=False)
@@ -88,6 +89,15 @@ def accept_agreement(home: Home, provider: Peer, request_id: str,
         if request[key] is not None and getattr(terms, key) > request[key]:
             raise ContractRefused(f"the agreement from {provider.name} grants more {key} than "
                                   "was asked")
+    # a shorter period is a higher frequency; onward transfer is granted only when asked
+    if request["period"] is not None and terms.period < request["period"]:
+        raise ContractRefused(f"the agreement from {provider.name} has a shorter period than "
+                              "was asked")
+    if terms.onward_transfer and not request["onward_transfer"]:
+        raise ContractRefused(f"the agreement from {provider.name} allows an onward transfer "
+                              "that was not asked")
+    decided = _decision_entry(home, provider, request_id, decision, "agreed")
+    decided["agreement"] = agreement.agreement_id
     signed = doc.signed_by(home.keys)
     with home.change() as change:
         if _state(change, request_id) == "agreed":  # a repeated answer: already accepted
@@ -96,32 +106,83 @@ def accept_agreement(home: Home, provider: Peer, request_id: str,
                             "decided_at = ? WHERE request_id = ?",
                             (agreement.agreement_id, now_ms(), request_id))
         _store_agreement(change, agreement, signed, "consumer", provider.node_id, "active", None)
+        change.audit.append("negotiation.decided", decided)
         change.audit.append("agreement.signed", _agreement_entry(agreement, signed, "consumer"))
         enqueue(change, provider.node_id, "countersign", signed)
     return load_agreement(home, agreement.agreement_id)
 
 
 def record_rejection(home: Home, request_id: str, reasons: tuple[dict[str, str], ...]) -> None:
+    """The provider refused the request without a signed decision (e.g. the call itself)."""
+    _record_rejection(home, request_id, {
+        "request": request_id, "outcome": "rejected", "reasons": list(reasons),
+        "agreement": None})
+
+
+def record_decided_rejection(home: Home, provider: Peer, request_id: str,
+                             decision: SignedDoc) -> tuple[dict[str, str], ...]:
+    """The provider's signed decision rejects our request: keep it with its reasons."""
+    entry = _decision_entry(home, provider, request_id, decision, "rejected")
+    _record_rejection(home, request_id, entry)
+    return tuple(entry["reasons"])
+
+
+def _record_rejection(home: Home, request_id: str, entry: dict[str, Any]) -> None:
     with home.change() as change:
         if _state(change, request_id) != "pending":
             return
         change.conn.execute("UPDATE requests SET state = 'rejected', reasons = ?, decided_at = ? "
-                            "WHERE request_id = ?", (json.dumps(reasons), now_ms(), request_id))
-        change.audit.append("negotiation.decided", {
-            "request": request_id, "outcome": "rejected", "reasons": list(reasons),
-            "agreement": None})
+                            "WHERE request_id = ?",
+                            (json.dumps(entry["reasons"]), now_ms(), request_id))
+        change.audit.append("negotiation.decided", entry)
+
+
+def _decision_entry(home: Home, provider: Peer, request_id: str, decision: SignedDoc | None,
+                    outcome: str) -> dict[str, Any]:
+    """The audit entry of a decision, after checking the provider's signed decision, in order.
+
+    1. it is a decision signed by the provider; 2. it is about this request between these
+    two nodes; 3. its outcome is the one the provider answered; 4. its reasons are a list of
+    ``{term, message}``. Without a decision (an older provider) the entry has no reasons.
+    """
+    entry: dict[str, Any] = {"request": request_id, "outcome": outcome, "reasons": [],
+                             "agreement": None}
+    if decision is None:
+        return entry
+    if decision.type != "decision":
+        raise MalformedMessage(f"expected a decision document, found {decision.type}")
+    decision.verify(provider.node_id, provider.card.verify_key, what="the decision")
+    body = decision.body()
+    if (body.get("request_id"), body.get("provider"), body.get("consumer")) != (
+            request_id, provider.node_id, home.node_id):
+        raise ContractRefused(f"the decision from {provider.name} is about another request")
+    if body.get("outcome") != outcome:
+        raise ContractRefused(f"the decision from {provider.name} says {body.get('outcome')!r}"
+                              f" but the answer was {outcome!r}")
+    reasons = body.get("reasons")
+    if not isinstance(reasons, list) or not all(
+            isinstance(r, dict) and set(r) == {"term", "message"}
+            and all(isinstance(v, str) for v in r.values()) for r in reasons):
+        raise MalformedMessage("the decision's reasons must be a list of terms and messages")
+    entry.update(reasons=reasons, decision_hash=decision.hash, decision=decision.to_dict())
+    return entry
 
 
 def pending_requests(home: Home, role: str) -> list[dict[str, Any]]:
+    return requests_in_state(home, role, "pending")
+
+
+def requests_in_state(home: Home, role: str, state: str) -> list[dict[str, Any]]:
+    """This node's requests (as ``role``) in ``state``, oldest first, with their reasons."""
     rows = home.conn.execute(
-        "SELECT request_id, peer_id, offer_id, document, created_at FROM requests "
-        "WHERE role = ? AND state = 'pending' ORDER BY created_at", (role,)).fetchall()
+        "SELECT request_id, peer_id, offer_id, document, created_at, reasons FROM requests "
+        "WHERE role = ? AND state = ? ORDER BY created_at", (role, state)).fetchall()
     result = []
-    for request_id, peer_id, offer_id, document, created_at in rows:
+    for request_id, peer_id, offer_id, document, created_at, reasons in rows:
         body = SignedDoc.from_json(document).body()
         result.append({"request_id": request_id, "peer_id": peer_id, "offer_id": offer_id,
                        "purpose": body["purpose"], "app": body["app"],
-                       "created_at": created_at})
+                       "created_at": created_at, "reasons": json.loads(reasons)})
     return result
 
 
@@ -145,7 +206,15 @@ def receive_request(home: Home, caller: Peer, doc: SignedDoc) -> Outcome:
             raise ContractRefused(f"request {request_id} belongs to another node")
         return request_status(home, caller, request_id)
     # 3. an offer this peer may see
-    offer = _visible_offer(home, caller, body["offer_id"])
+    try:
+        offer = _visible_offer(home, caller, body["offer_id"])
+    except DomainRefused as e:
+        with home.change() as change:  # refused, but the request and the refusal are logged
+            change.audit.append("negotiation.requested", _request_entry(body, doc))
+            change.audit.append("negotiation.decided", {
+                "request": request_id, "outcome": "rejected", "agreement": None,
+                "reasons": [{"term": "consumer_domain", "message": e.message}]})
+        raise
     dataset = get_dataset(home, offer.dataset_id)
     # 4. the policy decides
     decision = evaluate(offer.terms, request, Requester(caller.node_id, caller.card.domain),
@@ -155,11 +224,12 @@ def receive_request(home: Home, caller: Peer, doc: SignedDoc) -> Outcome:
     state = "rejected" if not decision.granted else "pending" if manual else "agreed"
     with home.change() as change:
         change.audit.append("negotiation.requested", _request_entry(body, doc))
+        now = now_ms()
         change.conn.execute(
             "INSERT INTO requests (request_id, role, peer_id, offer_id, document, state, "
             "reasons, created_at, decided_at) VALUES (?, 'provider', ?, ?, ?, ?, ?, ?, ?)",
             (request_id, caller.node_id, offer.offer_id, doc.to_json(), state,
-             json.dumps(reasons), now_ms(), None if state == "pending" else now_ms()))
+             json.dumps(reasons), now, None if state == "pending" else now))
         agreement = None
         if state == "agreed":
             assert decision.agreed is not None
@@ -167,17 +237,29 @@ def receive_request(home: Home, caller: Peer, doc: SignedDoc) -> Outcome:
         change.audit.append("negotiation.decided", {
             "request": request_id, "outcome": state, "reasons": list(reasons),
             "agreement": agreement.body()["agreement_id"] if agreement else None})
-    return Outcome(request_id, state, agreement, reasons)
+    return request_status(home, caller, request_id)
 
 
 def request_status(home: Home, caller: Peer, request_id: str) -> Outcome:
+    """The answer to a request, with the provider's signed decision once it is decided.
+
+    The decision is rebuilt from what is stored each time; Ed25519 signatures are
+    deterministic, so every answer carries the very same document.
+    """
     row = home.conn.execute(
-        "SELECT peer_id, state, reasons, agreement_id FROM requests WHERE request_id = ? "
-        "AND role = 'provider'", (request_id,)).fetchone()
+        "SELECT peer_id, state, reasons, agreement_id, decided_at FROM requests "
+        "WHERE request_id = ? AND role = 'provider'", (request_id,)).fetchone()
     if row is None or row[0] != caller.node_id:
         raise NotFound(f"no request {request_id!r} from {caller.name}")
-    agreement = load_agreement(home, row[3]).doc if row[3] else None
-    return Outcome(request_id, row[1], agreement, tuple(json.loads(row[2])))
+    peer_id, state, reasons, agreement_id, decided_at = row
+    agreement = load_agreement(home, agreement_id).doc if agreement_id else None
+    decision = None
+    if state != "pending":
+        decision = SignedDoc.create("decision", {
+            "request_id": request_id, "provider": home.node_id, "consumer": peer_id,
+            "outcome": state, "reasons": json.loads(reasons), "agreement_id": agreement_id,
+            "decided_at": decided_at}, home.keys)
+    return Outcome(request_id, state, agreement, tuple(json.loads(reasons)), decision)
 
 
 def approve(home: Home, request_id: str) -> SignedDoc:
@@ -252,6 +334,8 @@ def _propose(change: Change, home: Home, caller: Peer, request_id: str, offer: O
     doc = SignedDoc.create("agreement", agreement.to_body(), home.keys)
     _store_agreement(change, agreement, doc, "provider", caller.node_id,
                      "awaiting_countersignature", os.urandom(32))
+    change.conn.execute("UPDATE requests SET agreement_id = ? WHERE request_id = ?",
+                        (agreement.agreement_id, request_id))
     change.audit.append("agreement.proposed", _agreement_entry(agreement, doc, "provider"))
     return doc
 
@@ -308,7 +392,7 @@ def _visible_offer(home: Home, caller: Peer, offer_id: object) -> Offer:
         offer = None
     if offer is None or caller.card.domain not in offer.terms.consumer_domains:
         # the same answer whether the offer is missing or hidden: its existence is not leaked
-        raise Refused(f"no offer {offer_id!r} is open to domain {caller.card.domain}")
+        raise DomainRefused(f"no offer {offer_id!r} is open to domain {caller.card.domain}")
     return offer
 
 

@@ -17,7 +17,7 @@ from node.audit import now_ms
 from node.delivery import envelope_entry
 from node.documents import SignedDoc
 from node.envelopes import FIRST_PREV, EnvelopeHeader, open_envelope
-from node.errors import EnvelopeTampered, MalformedMessage, TrustspaceError
+from node.errors import ContractRefused, EnvelopeTampered, MalformedMessage, TrustspaceError
 from node.home import Home
 from node.peers import Peer
 from node.vault import delete_delivery, ensure_key, store_batch
@@ -97,6 +97,14 @@ class Receiver:
         if self.rows + header.rows > self.expected_rows:
             raise EnvelopeTampered("the delivery holds more rows than it announced")
         with self.home.change() as change:
+            # destroyed meanwhile (retention, revocation): nothing more of it may be stored
+            held = change.conn.execute(
+                "SELECT d.destroyed_at IS NULL AND a.state != 'revoked' FROM deliveries d "
+                "JOIN agreements a USING (agreement_id) WHERE d.delivery_id = ?",
+                (self.delivery_id,)).fetchone()
+            if not held or not held[0]:
+                raise ContractRefused(f"delivery {self.delivery_id} was destroyed while it was "
+                                      "received; nothing more of it is stored")
             box = ensure_key(change.conn, self.home, agreement.agreement_id)
             store_batch(change.conn, box, agreement.agreement_id, self.delivery_id, header.seq,
                         header.rows, plaintext)

@@ -14,15 +14,19 @@ from node.home import Home
 
 
 def destroy_due(home: Home) -> int:
-    """Destroy whatever is due now; returns how many destructions ran."""
+    """Destroy whatever is due now; returns how many destructions ran.
+
+    A delivery that was cut off and never resumed holds rows too: its retention runs from
+    when it started, so it cannot outlive its deadline by never completing.
+    """
     now = now_ms()
     done = 0
     rows = home.conn.execute(
-        "SELECT d.delivery_id, d.agreement_id, d.completed_at, d.reads, a.state, a.document "
-        "FROM deliveries d JOIN agreements a USING (agreement_id) WHERE d.role = 'consumer' "
-        "AND d.destroyed_at IS NULL AND d.completed_at IS NOT NULL").fetchall()
+        "SELECT d.delivery_id, d.agreement_id, coalesce(d.completed_at, d.started_at), d.reads, "
+        "a.state FROM deliveries d JOIN agreements a USING (agreement_id) "
+        "WHERE d.role = 'consumer' AND d.destroyed_at IS NULL").fetchall()
     revoked: set[str] = set()
-    for delivery_id, agreement_id, completed_at, reads, state, _ in rows:
+    for delivery_id, agreement_id, received_at, reads, state in rows:
         if state == "revoked":
             revoked.add(agreement_id)
             continue
@@ -30,7 +34,7 @@ def destroy_due(home: Home) -> int:
         if reads >= terms.max_reads:
             destroy(home, agreement_id, "max_reads", deliveries=[delivery_id])
             done += 1
-        elif completed_at + terms.retention * 1000 <= now:
+        elif received_at + terms.retention * 1000 <= now:
             destroy(home, agreement_id, "retention", deliveries=[delivery_id])
             done += 1
     for agreement_id in revoked:

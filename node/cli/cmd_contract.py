@@ -123,7 +123,7 @@ def run_agreements(args: argparse.Namespace, out: Output) -> int:
     from connector.consumer import poll_pending_requests
     from node.agreements import list_agreements
     from node.destruction import overdue
-    from node.negotiation import pending_requests
+    from node.negotiation import requests_in_state
     from node.peers import peer_by_id
 
     home = open_home(args)
@@ -148,10 +148,13 @@ def run_agreements(args: argparse.Namespace, out: Output) -> int:
                      "deliveries": count, "held": held,
                      "destruction_overdue": len(late), "overdue_deliveries": late,
                      "expires_at": a.expires_at})
-    for r in pending_requests(home, "consumer"):
-        rows.append({"agreement_id": "-", "request_id": r["request_id"], "role": "consumer",
-                     "peer": peer_by_id(home, r["peer_id"], include_removed=True).name,
-                     "offer_id": r["offer_id"], "app": r["app"], "state": "pending"})
+    for state in ("pending", "rejected"):  # a consumer's requests that became no agreement
+        for r in requests_in_state(home, "consumer", state):
+            rows.append({"agreement_id": "-", "request_id": r["request_id"], "role": "consumer",
+                         "peer": peer_by_id(home, r["peer_id"], include_removed=True).name,
+                         "offer_id": r["offer_id"], "app": r["app"], "state": state,
+                         "reason": "; ".join(x["message"] for x in r["reasons"])})
     out.table("agreements", rows, ["agreement_id", "role", "peer", "offer_id", "app", "state",
-                                   "deliveries", "destruction_overdue"], "no agreements")
+                                   "deliveries", "destruction_overdue", "reason"],
+              "no agreements")
     return exits.OK

@@ -105,10 +105,17 @@ def run_read(args: argparse.Namespace, out: Output) -> int:
             stdout.write(json.dumps(dict(zip(fields, row, strict=True)), ensure_ascii=False))
             stdout.write("\n")
     stdout.flush()
-    finish_read(home, release)
+    receipt = finish_read(home, release)
+    sent = False
+    if receipt is not None:  # the last permitted read destroyed the delivery: send the proof
+        from connector.outbox_sender import flush_outbox
+
+        sent = flush_outbox(home, receipt.body()["provider"]) > 0
     print(f"read {release.rows} rows of delivery {release.delivery_id} "
           f"(read {release.read_number} of {release.max_reads})"
-          + ("; the delivery is now destroyed" if release.last_read else ""), file=sys.stderr)
+          + ("" if receipt is None else "; the delivery is now destroyed and the receipt "
+             + ("acknowledged" if sent else "will be sent when the provider is reachable")),
+          file=sys.stderr)
     return exits.OK
 
 
