@@ -26,6 +26,7 @@ from node.errors import (
     NotFound,
     TrustspaceError,
 )
+from node.faults import crash_point
 from node.home import Home
 from node.peers import peer_by_id, peer_by_name
 from node.receive import Receiver, resume_point
@@ -69,6 +70,7 @@ def negotiate(home: Home, peer_name: str, offer_id: str, request: Request,
     provider = peer_by_name(home, peer_name)
     doc = negotiation.make_request(home, provider, offer_id, request)
     request_id = doc.body()["request_id"]
+    crash_point("negotiate.requested")
     with PeerClient(home, provider) as client:
         try:
             response = client.call(client.negotiation.Negotiate,
@@ -78,6 +80,7 @@ def negotiate(home: Home, peer_name: str, offer_id: str, request: Request,
                 negotiation.record_rejection(home, request_id, (
                     {"term": e.code, "message": e.message[:300]},))
             raise
+        crash_point("negotiate.answered")
         result = _settle(home, client, request_id, response)
         deadline = time.monotonic() + wait_s
         while result.state == "pending" and time.monotonic() < deadline:
@@ -135,6 +138,7 @@ def _settle(home: Home, client: PeerClient, request_id: str,
     stored = negotiation.accept_agreement(
         home, client.peer, request_id, doc_from_pb(response.agreement, what="agreement"),
         decision)
+    crash_point("negotiate.countersigned")
     flush_outbox(home, client.peer.node_id, force=True)
     return NegotiationResult(request_id, state, stored, "")
 
@@ -170,15 +174,18 @@ def fetch(home: Home, agreement_id: str,
                     if kind == "start":
                         receiver.on_start(doc_from_pb(frame.start, what="delivery start"),
                                           resume)
+                        crash_point("fetch.started")
                         if progress:
                             progress(receiver.rows, receiver.expected_rows)
                     elif kind == "envelope":
                         e = frame.envelope
                         receiver.on_envelope(e.header, e.signature, e.body)
+                        crash_point("fetch.envelope_stored")
                         if progress:
                             progress(receiver.rows, receiver.expected_rows)
                     elif kind == "end":
                         receiver.on_end(doc_from_pb(frame.end, what="delivery end"))
+                        crash_point("fetch.completed")
                     else:
                         raise MalformedMessage("the provider sent an empty frame")
                 except (EnvelopeTampered, MalformedMessage) as e:

@@ -10,6 +10,7 @@ from connector.pb import trustspace_pb2 as pb
 from node import outbox
 from node.destruction import acknowledge_receipt_sent
 from node.errors import TrustspaceError
+from node.faults import crash_point
 from node.home import Home
 from node.peers import peer_by_id
 
@@ -27,6 +28,7 @@ def flush_outbox(home: Home, peer_id: str | None = None, *, force: bool = False)
                 client = clients.get(peer.node_id) or PeerClient(home, peer, timeout=5)
                 clients[peer.node_id] = client
                 _send(home, client, message)
+                crash_point(f"outbox.{message.kind}_sent")
             except TrustspaceError as e:
                 outbox.mark_failed(home, message, e.message)
                 log.info("outbox %s to %s not delivered yet: %s", message.kind,

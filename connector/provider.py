@@ -17,6 +17,7 @@ from node.agreements import load_agreement
 from node.datasets import get_dataset
 from node.destruction import accept_receipt
 from node.errors import NotFound
+from node.faults import crash_point
 from node.home import Home
 from node.ids import check_id
 from node.negotiation import Outcome
@@ -55,7 +56,9 @@ class NegotiationService(rpc.NegotiationServicer):
     def Negotiate(self, request: pb.NegotiateRequest,
                   context: grpc.ServicerContext) -> pb.NegotiateResponse:
         doc = doc_from_pb(request.request, what="request")
-        return _outcome(negotiation.receive_request(self.home, current_caller(), doc))
+        outcome = negotiation.receive_request(self.home, current_caller(), doc)
+        crash_point("provider.request_decided")
+        return _outcome(outcome)
 
     def RequestStatus(self, request: pb.RequestStatusRequest,
                       context: grpc.ServicerContext) -> pb.NegotiateResponse:
@@ -67,6 +70,7 @@ class NegotiationService(rpc.NegotiationServicer):
                     context: grpc.ServicerContext) -> pb.Ack:
         doc = doc_from_pb(request.agreement, what="agreement")
         stored = negotiation.accept_countersignature(self.home, current_caller(), doc)
+        crash_point("provider.countersigned")
         return pb.Ack(id=stored.agreement_id)
 
     def AgreementStatus(self, request: pb.AgreementStatusRequest,
@@ -93,11 +97,15 @@ class TransferService(rpc.TransferServicer):
             check_id(request.resume_delivery_id, what="delivery id")
         plan = delivery.start_delivery(self.home, current_caller(), request.agreement_id,
                                        request.resume_delivery_id, request.from_sequence)
+        crash_point("provider.delivery_started")
         yield pb.DeliveryFrame(start=doc_to_pb(plan.start))
         for header, signature, body in delivery.envelopes(self.home, plan):
+            crash_point("provider.envelope_recorded")
             yield pb.DeliveryFrame(envelope=pb.Envelope(header=header, signature=signature,
                                                         body=body))
-        yield pb.DeliveryFrame(end=doc_to_pb(delivery.finish(self.home, plan)))
+        end = delivery.finish(self.home, plan)
+        crash_point("provider.delivery_finished")
+        yield pb.DeliveryFrame(end=doc_to_pb(end))
 
 
 class ReceiptsService(rpc.ReceiptsServicer):
@@ -107,4 +115,5 @@ class ReceiptsService(rpc.ReceiptsServicer):
     def SubmitReceipt(self, request: pb.ReceiptRequest, context: grpc.ServicerContext) -> pb.Ack:
         receipt = doc_from_pb(request.receipt, what="receipt")
         ack = accept_receipt(self.home, current_caller(), receipt)
+        crash_point("provider.receipt_stored")
         return pb.Ack(id=json.loads(ack.payload)["receipt_id"], acknowledgement=doc_to_pb(ack))

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from node.audit_format import GENESIS_PREV, AuditEntry, leaf_hash
+from node.faults import crash_point
 
 
 def now_ms() -> int:
@@ -42,6 +43,7 @@ class AuditLog:
             (seq, entry.time, kind, data, leaf_hash(data)))
         if self._after_append is not None:
             self._after_append(self._conn, seq + 1)
+        crash_point("audit.appended")  # inside the transaction: nothing of it may survive
         return entry
 
     def size(self) -> int:

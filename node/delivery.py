@@ -57,7 +57,15 @@ def start_delivery(home: Home, consumer: Peer, agreement_id: str, resume_deliver
             raise ContractRefused(reason)
         if resume_delivery_id:
             return _resume(home, stored, consumer, resume_delivery_id, from_seq)
-        # 5. within the frequency: at most max_deliveries started in any period
+        # 5. a delivery the consumer never recorded (the stream broke before its start
+        #    arrived) is offered again from its beginning instead of counting a second one
+        open_delivery = home.conn.execute(
+            "SELECT delivery_id FROM deliveries WHERE agreement_id = ? AND role = 'provider' "
+            "AND completed_at IS NULL AND destroyed_at IS NULL ORDER BY started_at DESC "
+            "LIMIT 1", (agreement_id,)).fetchone()
+        if open_delivery is not None:
+            return _resume(home, stored, consumer, open_delivery[0], 0)
+        # 6. within the frequency: at most max_deliveries started in any period
         terms = stored.agreement.terms
         since = now_ms() - terms.period * 1000
         started = home.conn.execute(

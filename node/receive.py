@@ -73,8 +73,12 @@ class Receiver:
             self.rows, self.prev = int(row[0]), str(row[1])
             return
         with self.home.change() as change:
-            if change.conn.execute("SELECT 1 FROM deliveries WHERE delivery_id = ?",
-                                   (self.delivery_id,)).fetchone():
+            seen = change.conn.execute("SELECT destroy_reason FROM deliveries WHERE "
+                                       "delivery_id = ?", (self.delivery_id,)).fetchone()
+            if seen is not None and seen[0] == "aborted":
+                raise ContractRefused(f"delivery {self.delivery_id} failed verification "
+                                      "before and is not accepted again")
+            if seen is not None:
                 raise EnvelopeTampered(f"delivery {self.delivery_id} was already received")
             change.conn.execute(
                 "INSERT INTO deliveries (delivery_id, agreement_id, role, number, "

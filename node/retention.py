@@ -37,7 +37,10 @@ def destroy_due(home: Home) -> int:
         elif received_at + terms.retention * 1000 <= now:
             destroy(home, agreement_id, "retention", deliveries=[delivery_id])
             done += 1
-    for agreement_id in revoked:
+    revoked.update(r[0] for r in home.conn.execute(  # revoked, rows gone, key still there
+        "SELECT agreement_id FROM agreements JOIN vault_keys USING (agreement_id) "
+        "WHERE role = 'consumer' AND state = 'revoked'"))
+    for agreement_id in sorted(revoked):
         destroy(home, agreement_id, "revoked")
         done += 1
     return done

@@ -12,6 +12,7 @@ from node.audit import now_ms
 from node.destruction import destroy
 from node.documents import SignedDoc
 from node.errors import ContractRefused, MalformedMessage
+from node.faults import crash_point
 from node.home import Home
 from node.outbox import enqueue
 from node.peers import Peer
@@ -55,5 +56,15 @@ def accept_revocation(home: Home, provider: Peer, doc: SignedDoc) -> StoredAgree
                                 (body["revoked_at"], doc.to_json(), agreement_id))
             change.audit.append("revocation.received", {"agreement": agreement_id,
                                                         "document": doc.to_dict()})
+        crash_point("revocation.recorded")
+    if stored.state != "revoked" or holds_data(home, agreement_id):
         destroy(home, agreement_id, "revoked")
     return load_agreement(home, agreement_id)
+
+
+def holds_data(home: Home, agreement_id: str) -> bool:
+    """The consumer still has a vault key or undestroyed deliveries for the agreement."""
+    return home.conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM vault_keys WHERE agreement_id = ?1) OR EXISTS (SELECT 1 "
+        "FROM deliveries WHERE agreement_id = ?1 AND role = 'consumer' AND destroyed_at IS NULL)",
+        (agreement_id,)).fetchone()[0] == 1

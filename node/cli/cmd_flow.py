@@ -13,6 +13,7 @@ from typing import Any
 from node.cli import exits
 from node.cli.cmd_node import open_home
 from node.cli.output import Output
+from node.faults import crash_point
 
 
 def register(sub: Any) -> None:
@@ -93,6 +94,7 @@ def run_read(args: argparse.Namespace, out: Output) -> int:
 
     home = open_home(args)
     release = begin_read(home, args.agreement_id, args.app, args.token)
+    crash_point("read.counted")
     fields = release.fields
     stdout = sys.stdout
     if args.format == "csv":
@@ -105,6 +107,7 @@ def run_read(args: argparse.Namespace, out: Output) -> int:
             stdout.write(json.dumps(dict(zip(fields, row, strict=True)), ensure_ascii=False))
             stdout.write("\n")
     stdout.flush()
+    crash_point("read.output")
     receipt = finish_read(home, release)
     sent = False
     if receipt is not None:  # the last permitted read destroyed the delivery: send the proof
@@ -125,6 +128,7 @@ def run_destroy(args: argparse.Namespace, out: Output) -> int:
 
     home = open_home(args)
     receipt = destroy(home, args.agreement_id, "requested")
+    crash_point("destroy.destroyed")
     body = receipt.body()
     sent = flush_outbox(home, body["provider"]) > 0
     out.result({"agreement_id": args.agreement_id, "receipt_id": body["receipt_id"],
@@ -142,6 +146,7 @@ def run_revoke(args: argparse.Namespace, out: Output) -> int:
 
     home = open_home(args)
     doc = revoke(home, args.agreement_id, args.reason)
+    crash_point("revoke.revoked")
     notified = flush_outbox(home, doc.body()["consumer"]) > 0
     out.result({"agreement_id": args.agreement_id, "revoked": True,
                 "consumer_notified": notified},
