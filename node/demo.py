@@ -46,7 +46,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def step(title: str, *args: str, show: int = 12) -> str:
+def step(title: str, *args: str, show: int = 12, refused: bool = False) -> str:
     print(f"\n== {title}\n$ trustspace {' '.join(args)}", flush=True)
     result = subprocess.run([TRUSTSPACE, *args], capture_output=True, text=True)
     lines = (result.stdout + result.stderr).rstrip().splitlines()
@@ -54,7 +54,7 @@ def step(title: str, *args: str, show: int = 12) -> str:
         print(f"  {line}")
     if len(lines) > show:
         print(f"  ... ({len(lines) - show} more lines)")
-    if result.returncode not in (0, 4):
+    if result.returncode != (3 if refused else 0):
         raise SystemExit(f"demo stopped: the step exited {result.returncode}")
     return result.stdout
 
@@ -105,6 +105,13 @@ def main() -> int:
                      "scorer").strip().splitlines()[-1]
         step("The application reads its data (masked name, pseudonymous phone)", "read",
              str(consumer), agreement, "--app", "scorer", "--token", token, show=4)
+        step("A request beyond the offer is refused, naming the term", "negotiate",
+             str(consumer), "qingdao-data", "credit", "--purpose", "credit-scoring", "--app",
+             "scorer", "--retention", "30d", refused=True)
+        other = step("... and so is an application the agreement does not name", "app",
+                     "add", str(consumer), "other-app").strip().splitlines()[-1]
+        step("", "read", str(consumer), agreement, "--app", "other-app", "--token", other,
+             refused=True)
         step("The consumer destroys the data; the signed receipt reaches the provider",
              "destroy", str(consumer), agreement)
         step("The provider sees the agreement and the receipt", "agreements", str(provider))
