@@ -26,6 +26,9 @@ lint: install
 	$(BIN)/ruff check node connector policies tests bench
 	$(BIN)/mypy
 
+soak: install
+	$(BIN)/python -m bench.soak
+
 proto: install
 	$(BIN)/python -m grpc_tools.protoc -Iconnector/pb=proto --python_out=. --grpc_python_out=. --pyi_out=. proto/trustspace.proto
 
