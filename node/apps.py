@@ -85,6 +85,9 @@ def begin_read(home: Home, agreement_id: str, app_id: str, credential: str) -> R
                                f"{app_id}")
         if stored.state == "revoked":
             raise ContractRefused(f"agreement {agreement_id} was revoked")
+        expired = stored.agreement.live_reason()  # the permission to use ends with the contract
+        if expired:
+            raise ContractRefused(expired + "; its data may no longer be read")
         row = home.conn.execute(
             "SELECT delivery_id, rows, reads FROM deliveries WHERE agreement_id = ? AND role = "
             "'consumer' AND completed_at IS NOT NULL AND destroyed_at IS NULL "
