@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,32 +27,11 @@ from node.datasets import add_dataset
 from node.home import Home
 from node.offers import add_offer
 from node.peers import add_peer
+from node.sample import free_port, write_companies, write_policy
 from policies.evaluate import Request
 
 TRUSTSPACE = str(Path(sys.executable).parent / "trustspace")
-POLICY = """\
-[offer]
-purposes = ["soak"]
-consumer_domains = ["finance.qingdao"]
-approval = "auto"
-[fields]
-company_id = "plain"
-legal_person = "mask"
-phone = "hash"
-[limits]
-max_deliveries = 100000
-period = "1d"
-retention = "1d"
-max_reads = 10
-valid_for = "1d"
-onward_transfer = false
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+REQUEST = Request(purpose="credit-scoring", app="scorer")
 
 
 def main() -> int:
@@ -66,14 +44,10 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="trustspace-soak-"))
     provider = Home.init(work / "provider", Config("prov", "data.qingdao",
                                                    f"127.0.0.1:{free_port()}"))
-    data = work / "data.csv"
-    with data.open("w") as f:
-        f.write("company_id,legal_person,phone\n")
-        for i in range(args.rows):
-            f.write(f"C{i:06d},Name {i},1380000{i:04d}\n")
+    data = write_companies(work / "companies.csv", args.rows)
     add_dataset(provider, "companies", data, "internal")
-    (work / "policy.toml").write_text(POLICY)
-    add_offer(provider, "soak", "companies", work / "policy.toml")
+    policy = write_policy(work / "policy.toml", max_deliveries=1_000_000)
+    add_offer(provider, "soak", "companies", policy)
     consumers = []
     for n in range(args.consumers):
         home = Home.init(work / f"consumer{n}", Config(f"cons{n}", "finance.qingdao",
@@ -94,7 +68,7 @@ def main() -> int:
         def work_loop(home: Home) -> None:
             while time.monotonic() < deadline:
                 try:
-                    result = negotiate(home, "prov", "soak", Request(purpose="soak", app="a"))
+                    result = negotiate(home, "prov", "soak", REQUEST)
                     assert result.agreement is not None, result
                     got = fetch(home, result.agreement.agreement_id)
                     assert got.rows == args.rows, got

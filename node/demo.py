@@ -9,42 +9,14 @@ into a report. Every step is the real ``trustspace`` command, printed before it 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
+
+from node.sample import free_port, write_companies, write_policy
 
 TRUSTSPACE = str(Path(sys.executable).parent / "trustspace")
 WORK = Path("demo-run").resolve()
-
-POLICY = textwrap.dedent("""\
-    [offer]
-    purposes = ["credit-scoring"]
-    consumer_domains = ["finance.qingdao"]
-    approval = "auto"
-
-    [fields]
-    company_id = "plain"
-    legal_person = "mask"
-    phone = "hash"
-    revenue = "plain"
-
-    [limits]
-    max_deliveries = 24
-    period = "1d"
-    retention = "7d"
-    max_reads = 10
-    valid_for = "90d"
-    onward_transfer = false
-    """)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def step(title: str, *args: str, show: int = 12, refused: bool = False) -> str:
     print(f"\n== {title}\n$ trustspace {' '.join(args)}", flush=True)
@@ -63,12 +35,8 @@ def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
     provider, consumer = WORK / "provider", WORK / "consumer"
-    data = WORK / "companies.csv"
-    with data.open("w") as f:
-        f.write("company_id,legal_person,phone,revenue,city,notes\n")
-        for i in range(5000):
-            f.write(f"C{i:06d},Li Wei{i},1380000{i:04d},{1000 + i * 1.5},qingdao,note {i}\n")
-    (WORK / "policy.toml").write_text(POLICY)
+    data = write_companies(WORK / "companies.csv", 5000)
+    write_policy(WORK / "policy.toml")
     servers: list[subprocess.Popen[str]] = []
     try:
         step("A data holder creates its provider node", "init", str(provider), "--name",

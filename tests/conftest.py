@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,35 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from node.sample import POLICY, free_port, write_companies, write_policy
+
 REPO = Path(__file__).resolve().parents[1]
 TRUSTSPACE = Path(sys.executable).parent / "trustspace"
-
-POLICY = """\
-[offer]
-purposes = ["credit-scoring"]
-consumer_domains = ["finance.qingdao"]
-approval = "{approval}"
-
-[fields]
-company_id = "plain"
-legal_person = "mask"
-phone = "hash"
-revenue = "plain"
-
-[limits]
-max_deliveries = {max_deliveries}
-period = "1d"
-retention = "{retention}"
-max_reads = {max_reads}
-valid_for = "90d"
-onward_transfer = false
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["POLICY", "free_port", "write_companies", "write_policy", "run_cli", "Node"]
 
 
 def run_cli(*args: str | Path, check: bool = False, timeout: float = 60,
@@ -50,21 +25,6 @@ def run_cli(*args: str | Path, check: bool = False, timeout: float = 60,
         raise AssertionError(f"trustspace {' '.join(map(str, args))} exited "
                              f"{result.returncode}: {result.stderr}")
     return result
-
-
-def write_companies(path: Path, rows: int) -> Path:
-    with path.open("w") as f:
-        f.write("company_id,legal_person,phone,revenue,city,notes\n")
-        for i in range(rows):
-            f.write(f"C{i:06d},Zhang San{i},1380000{i:04d},{i * 1.5},qingdao,note {i}\n")
-    return path
-
-
-def write_policy(path: Path, *, approval: str = "auto", max_deliveries: int = 24,
-                 retention: str = "7d", max_reads: int = 10) -> Path:
-    path.write_text(POLICY.format(approval=approval, max_deliveries=max_deliveries,
-                                  retention=retention, max_reads=max_reads))
-    return path
 
 
 class Node:

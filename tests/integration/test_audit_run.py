@@ -6,7 +6,6 @@ flagged."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,33 +16,7 @@ import pytest
 from connector.server import create_server
 from node.cli.main import main
 from node.home import Home
-
-POLICY = """\
-[offer]
-purposes = ["credit-scoring"]
-consumer_domains = ["finance.qingdao"]
-approval = "auto"
-
-[fields]
-company_id = "plain"
-legal_person = "mask"
-phone = "hash"
-
-[limits]
-max_deliveries = 24
-period = "1d"
-retention = "7d"
-max_reads = 10
-valid_for = "90d"
-onward_transfer = false
-"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from node.sample import free_port, write_policy
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
     result = main(list(argv))
@@ -57,9 +30,9 @@ def nodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[
     """A provider (serving) and a consumer that trust each other; a dataset on offer."""
     provider, consumer = tmp_path / "provider", tmp_path / "consumer"
     _run(capsys, "init", str(provider), "--name", "qingdao-data", "--domain", "data.qingdao",
-         "--listen", f"127.0.0.1:{_free_port()}")
+         "--listen", f"127.0.0.1:{free_port()}")
     _run(capsys, "init", str(consumer), "--name", "bank", "--domain", "finance.qingdao",
-         "--listen", f"127.0.0.1:{_free_port()}")
+         "--listen", f"127.0.0.1:{free_port()}")
     for home in (provider, consumer):
         (tmp_path / f"{home.name}.card").write_text(_run(capsys, "card", str(home)))
     _run(capsys, "peer", "add", str(provider), str(tmp_path / "consumer.card"))
@@ -67,7 +40,7 @@ def nodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[
     data = tmp_path / "companies.csv"
     data.write_text("company_id,legal_person,phone,revenue\n" + "".join(
         f"C{i:05d},Li Wei{i},1380000{i:04d},{1000 + i}\n" for i in range(2500)))
-    (tmp_path / "policy.toml").write_text(POLICY)
+    write_policy(tmp_path / "policy.toml")
     _run(capsys, "dataset", "add", str(provider), "companies", str(data), "--classification",
          "internal")
     _run(capsys, "offer", "add", str(provider), "credit", "--dataset", "companies", "--policy",
