@@ -117,19 +117,35 @@ def begin_read(home: Home, agreement_id: str, app_id: str, credential: str) -> R
 
 
 def rows_of(home: Home, release: Release) -> Iterator[list[Any]]:
-    """The released rows, one batch decrypted at a time (bounded memory)."""
-    box = open_key(home, release.agreement_id)
-    for plaintext in batches(home, box, release.delivery_id):
-        yield from json.loads(plaintext)
+    """The released rows, one batch decrypted at a time (bounded memory).
+
+    They come from one snapshot of the vault, a read transaction on a connection of their
+    own: the running node destroys a delivery read ``max_reads`` times, also while its last
+    read is still being written out to a slow application, and that must not cut it short.
+    """
+    snapshot = Home(home.path, home.config, home.keys)
+    try:
+        snapshot.conn.execute("BEGIN")  # deferred: the first SELECT fixes the snapshot
+        held = snapshot.conn.execute("SELECT destroyed_at IS NULL FROM deliveries WHERE "
+                                     "delivery_id = ?", (release.delivery_id,)).fetchone()
+        if not held or not held[0]:
+            raise ContractRefused(f"delivery {release.delivery_id} was destroyed before it "
+                                  "could be read")
+        box = open_key(snapshot, release.agreement_id)
+        for plaintext in batches(snapshot, box, release.delivery_id):
+            yield from json.loads(plaintext)
+    finally:
+        snapshot.close()  # ends the read transaction
 
 
 def finish_read(home: Home, release: Release) -> SignedDoc | None:
     """After the last permitted read, the delivery is destroyed and its receipt queued."""
     if not release.last_read:
         return None
-    from node.destruction import destroy
+    from node.destruction import destroy_held
 
-    return destroy(home, release.agreement_id, "max_reads", deliveries=[release.delivery_id])
+    # None when the running node's timed work destroyed it first, while the rows went out
+    return destroy_held(home, release.agreement_id, "max_reads", [release.delivery_id])
 
 
 class AppReader:

@@ -29,6 +29,20 @@ OVERDUE_GRACE_MS = 60_000
 def destroy(home: Home, agreement_id: str, reason: str,
             deliveries: list[str] | None = None) -> SignedDoc:
     """Destroy deliveries of an agreement (all of them and its key when ``None``)."""
+    receipt = destroy_held(home, agreement_id, reason, deliveries)
+    if receipt is None:
+        raise ContractRefused(f"agreement {agreement_id} holds no data to destroy")
+    return receipt
+
+
+def destroy_held(home: Home, agreement_id: str, reason: str,
+                 deliveries: list[str] | None = None) -> SignedDoc | None:
+    """:func:`destroy`, or ``None`` when nothing of it is held (any more).
+
+    The node's own triggers use this: two of them can decide on the same state (the timed
+    work, and a last read or a revocation notice); the check is part of the destruction's
+    transaction, so the second finds nothing and writes no second, empty receipt.
+    """
     assert reason in REASONS
     stored = load_agreement(home, agreement_id, role="consumer")
     with home.change() as change:
@@ -39,8 +53,8 @@ def destroy(home: Home, agreement_id: str, reason: str,
                    if deliveries is None or d in deliveries]
         has_key = conn.execute("SELECT 1 FROM vault_keys WHERE agreement_id = ?",
                                (agreement_id,)).fetchone() is not None
-        if not targets and (deliveries is not None or not has_key) and reason == "requested":
-            raise ContractRefused(f"agreement {agreement_id} holds no data to destroy")
+        if not targets and (deliveries is not None or not has_key):
+            return None
         destroyed_at = now_ms()
         listed = []
         for delivery_id, rows in targets:
@@ -79,10 +93,12 @@ def acknowledge_receipt_sent(home: Home, receipt: SignedDoc, ack: SignedDoc,
     if ack.body().get("receipt_hash") != receipt.hash:
         raise MalformedMessage("the acknowledgement is for another receipt")
     with home.change() as change:
-        change.conn.execute("UPDATE receipts SET acknowledged_at = ? WHERE receipt_id = ? AND "
-                            "acknowledged_at IS NULL", (now_ms(), body["receipt_id"]))
-        change.audit.append("receipt.acknowledged", {
-            "agreement": body["agreement_id"], "receipt_hash": receipt.hash})
+        first = change.conn.execute(
+            "UPDATE receipts SET acknowledged_at = ? WHERE receipt_id = ? AND acknowledged_at "
+            "IS NULL", (now_ms(), body["receipt_id"])).rowcount
+        if first:  # a receipt resent after a crash is acknowledged again: audit it once
+            change.audit.append("receipt.acknowledged", {
+                "agreement": body["agreement_id"], "receipt_hash": receipt.hash})
 
 
 def accept_receipt(home: Home, caller: Peer, receipt: SignedDoc) -> SignedDoc:

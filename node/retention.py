@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from node.agreements import load_agreement
 from node.audit import now_ms
-from node.destruction import destroy
+from node.destruction import destroy_held
 from node.home import Home
 
 
@@ -32,15 +32,12 @@ def destroy_due(home: Home) -> int:
             continue
         terms = load_agreement(home, agreement_id).agreement.terms
         if reads >= terms.max_reads:
-            destroy(home, agreement_id, "max_reads", deliveries=[delivery_id])
-            done += 1
+            done += destroy_held(home, agreement_id, "max_reads", [delivery_id]) is not None
         elif received_at + terms.retention * 1000 <= now:
-            destroy(home, agreement_id, "retention", deliveries=[delivery_id])
-            done += 1
+            done += destroy_held(home, agreement_id, "retention", [delivery_id]) is not None
     revoked.update(r[0] for r in home.conn.execute(  # revoked, rows gone, key still there
         "SELECT agreement_id FROM agreements JOIN vault_keys USING (agreement_id) "
         "WHERE role = 'consumer' AND state = 'revoked'"))
     for agreement_id in sorted(revoked):
-        destroy(home, agreement_id, "revoked")
-        done += 1
+        done += destroy_held(home, agreement_id, "revoked") is not None
     return done

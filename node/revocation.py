@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from node.agreements import StoredAgreement, load_agreement
 from node.audit import now_ms
-from node.destruction import destroy
+from node.destruction import destroy_held
 from node.documents import SignedDoc
 from node.errors import ContractRefused, MalformedMessage
 from node.faults import crash_point
@@ -58,13 +58,13 @@ def accept_revocation(home: Home, provider: Peer, doc: SignedDoc) -> StoredAgree
                                                         "document": doc.to_dict()})
         crash_point("revocation.recorded")
     if stored.state != "revoked" or holds_data(home, agreement_id):
-        destroy(home, agreement_id, "revoked")
+        destroy_held(home, agreement_id, "revoked")
     return load_agreement(home, agreement_id)
 
 
 def holds_data(home: Home, agreement_id: str) -> bool:
     """The consumer still has a vault key or undestroyed deliveries for the agreement."""
-    return home.conn.execute(
+    return bool(home.conn.execute(
         "SELECT EXISTS (SELECT 1 FROM vault_keys WHERE agreement_id = ?1) OR EXISTS (SELECT 1 "
         "FROM deliveries WHERE agreement_id = ?1 AND role = 'consumer' AND destroyed_at IS NULL)",
-        (agreement_id,)).fetchone()[0] == 1
+        (agreement_id,)).fetchone()[0] == 1)
