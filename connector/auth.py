@@ -5,7 +5,8 @@ over the canonical call encoding: method, caller, audience (the callee's node id
 nonce and the canonical JSON form of the request. The server interceptor checks, in
 order, before any handler runs:
 
-1. the call carries all four headers;
+1. the call carries all four headers, and its request is a well-formed protobuf message
+   (a signature can only cover a request that parses);
 2. the caller is a trusted (not removed) peer;
 3. the signature verifies against the peer's key, for this node as audience;
 4. the timestamp is within the configured clock skew;
@@ -29,7 +30,7 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from connector.status import abort, abort_internal
 from node.canonical import b64, canonical_json, unb64
@@ -52,6 +53,31 @@ NONCE_KEEP_FACTOR = 2  # nonces are kept twice the skew window, then pruned
 TIME_DIGITS = 16  # unix milliseconds stay below 10**16 for the next 300 000 years
 
 _caller: contextvars.ContextVar[Peer] = contextvars.ContextVar("caller")
+
+
+class _Undecodable:
+    """What a request that does not parse becomes, so the interceptor can refuse it itself.
+
+    Left to gRPC, a request that fails to parse ends as INTERNAL ("Exception deserializing
+    request!") with a traceback in the node's log, and never reaches the audit log.
+    """
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    type_name = getattr(getattr(deserializer, "__self__", None), "__name__", "request")
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _Undecodable(type_name)
+
+    return parse
 
 
 def current_caller() -> Peer:
@@ -128,14 +154,14 @@ class ServerAuth(grpc.ServerInterceptor):
                     _caller.reset(token)
 
             return grpc.unary_unary_rpc_method_handler(
-                unary, request_deserializer=handler.request_deserializer,
+                unary, request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         if handler.unary_stream is not None:
             inner_stream = handler.unary_stream
 
             def stream(request: Message, context: grpc.ServicerContext) -> Iterator[Any]:
                 peer = self._authenticate(method, metadata, request, context)
-                self._open_stream(peer, context)
+                self._open_stream(method, peer, context)
                 token = _caller.set(peer)
                 try:
                     yield from inner_stream(request, context)
@@ -151,17 +177,24 @@ class ServerAuth(grpc.ServerInterceptor):
                         self._streams[peer.node_id] -= 1
 
             return grpc.unary_stream_rpc_method_handler(
-                stream, request_deserializer=handler.request_deserializer,
+                stream, request_deserializer=_tolerant(handler.request_deserializer),
                 response_serializer=handler.response_serializer)
         return self._refuse_streamed_requests(method, handler)
 
-    def _open_stream(self, peer: Peer, context: grpc.ServicerContext) -> None:
+    def _open_stream(self, method: str, peer: Peer, context: grpc.ServicerContext) -> None:
         limit = self._home.config.max_streams_per_peer
         with self._streams_lock:
-            if self._streams[peer.node_id] >= limit:
-                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                              f"{peer.name} already has {limit} open streams, the limit")
-            self._streams[peer.node_id] += 1
+            full = self._streams[peer.node_id] >= limit
+            if not full:
+                self._streams[peer.node_id] += 1
+        if full:
+            message = f"{peer.name} already has {limit} open streams, the limit"
+            try:
+                self._home.record("call.refused", {
+                    "method": method, "caller": peer.node_id, "reason": "too_many_streams",
+                    "message": message})
+            finally:
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, message)
 
     def _refuse_streamed_requests(self, method: str, handler: Any) -> Any:
         """A call whose request is a stream cannot be signed as one request: fail closed."""
@@ -201,6 +234,9 @@ class ServerAuth(grpc.ServerInterceptor):
             raise BadSignature("the call is not signed: it lacks the ts-node, ts-time, "
                                "ts-nonce and ts-signature headers")
         node_id, time_text, nonce, signature_text = (str(v) for v in values)
+        if isinstance(request, _Undecodable):
+            raise MalformedMessage(f"the request is not a well-formed {request.type_name} "
+                                   "protobuf message")
         if not (time_text.isascii() and time_text.isdigit() and len(time_text) <= TIME_DIGITS) \
                 or len(nonce) != 32 or not _is_hex(nonce):
             raise BadSignature("the call's ts-time or ts-nonce header is malformed: expected "

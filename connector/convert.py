@@ -6,6 +6,9 @@ from connector.pb import trustspace_pb2 as pb
 from node.documents import SignedDoc
 from node.errors import MalformedMessage
 
+MAX_SIGNATURES = 2
+"""A document carries the signatures of its parties: two at most (an agreement)."""
+
 
 def doc_to_pb(doc: SignedDoc) -> pb.SignedDocument:
     return pb.SignedDocument(type=doc.type, payload=doc.payload, signatures=[
@@ -15,6 +18,9 @@ def doc_to_pb(doc: SignedDoc) -> pb.SignedDocument:
 def doc_from_pb(message: pb.SignedDocument, *, what: str) -> SignedDoc:
     if not message.type or not message.payload:
         raise MalformedMessage(f"the {what} is missing")
+    if len(message.signatures) > MAX_SIGNATURES:
+        raise MalformedMessage(f"the {what} carries {len(message.signatures)} signatures; a "
+                               f"document carries at most {MAX_SIGNATURES}, its parties'")
     signatures: dict[str, bytes] = {}
     for signature in message.signatures:
         if signature.node_id in signatures or len(signature.signature) != 64:

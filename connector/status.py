@@ -15,6 +15,10 @@ import grpc
 from node.errors import PeerUnavailable, TrustspaceError, all_error_classes
 
 ERROR_KEY = "ts-error"
+MAX_DETAILS = 500
+"""Characters of a refusal's message sent as details. A message may quote what the caller
+sent; gRPC percent-encodes details into a trailer, and a trailer beyond the peer's metadata
+limit (8 KiB by default) replaces the whole status with RESOURCE_EXHAUSTED."""
 log = logging.getLogger("trustspace.connector")
 
 _STATUS = {
@@ -33,9 +37,15 @@ def status_of(error: TrustspaceError) -> grpc.StatusCode:
     return _STATUS[error.kind]
 
 
+def details_of(error: TrustspaceError) -> str:
+    """The refusal's sentence as details: one line, at most :data:`MAX_DETAILS` characters."""
+    text = " ".join(error.message.split())
+    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS - 1] + "\u2026"
+
+
 def abort(context: grpc.ServicerContext, error: TrustspaceError) -> NoReturn:
     context.set_trailing_metadata(((ERROR_KEY, error.code),))
-    context.abort(status_of(error), error.message)
+    context.abort(status_of(error), details_of(error))
     raise AssertionError("unreachable")  # context.abort raises
 
 

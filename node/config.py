@@ -43,8 +43,14 @@ class Config:
         for domain in self.accept_domains:
             if domain != "*":
                 check_domain(domain)
-        if self.clock_skew_seconds <= 0:
-            raise InvalidHome("config clock_skew_seconds must be a positive number of seconds")
+        # Bounds an edited file must keep: gRPC takes sizes as a C int (2^31 and more raise
+        # OverflowError in every command that opens a channel), and the nonce store keeps
+        # twice the skew, as SQLite integers.
+        for key, low, high in _BOUNDS:
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise InvalidHome(f"config {key} must be a whole number from {low} to {high}; "
+                                  f"found {value}")
 
     def to_toml(self) -> str:
         lines = ["# trustspace node configuration", "[node]"]
@@ -63,15 +69,20 @@ class Config:
                               "create one with 'trustspace init'") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise InvalidHome(f"{path} is not valid TOML: {e}") from None
+        except OSError as e:  # a folder, or a file the node may not read
+            raise InvalidHome(f"cannot read {path}: {e.strerror or 'read error'}") from None
         unknown_sections = set(raw) - {"node"}
         if unknown_sections:
-            raise InvalidHome(f"{path} has an unknown section [{sorted(unknown_sections)[0]}]")
+            raise InvalidHome(f"{path} has an unknown section "
+                              f"[{_shown_key(sorted(unknown_sections)[0])}]")
         section = raw.get("node", {})
+        if not isinstance(section, dict):
+            raise InvalidHome(f"{path} must hold a [node] table; found node as a value")
         known = {f.name: f for f in fields(cls) if f.name != "extra"}
         values: dict[str, Any] = {}
         for key, value in section.items():
             if key not in known:
-                raise InvalidHome(f"{path} has an unknown key node.{key}")
+                raise InvalidHome(f"{path} has an unknown key node.{_shown_key(key)}")
             expected = type(getattr(_DEFAULTS, key, "")) if key in _DEFAULT_KEYS else str
             if expected is tuple:
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -91,6 +102,13 @@ class Config:
             raise InvalidHome(f"{path}: {e}") from None
 
 
+def _shown_key(key: str) -> str:
+    """A key of the file in one short line: quoted and escaped unless it is plain."""
+    if key.isprintable() and 0 < len(key) <= 64 and " " not in key:
+        return key
+    return ascii(key[:64]) + ("..." if len(key) > 64 else "")
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -102,5 +120,7 @@ def _toml_value(value: Any) -> str:
     return f'"{text}"'
 
 
+_BOUNDS = (("clock_skew_seconds", 1, 86_400), ("max_message_bytes", 4096, 2**31 - 1),
+           ("max_streams_per_peer", 1, 10_000))
 _DEFAULTS = Config("x", "x", "x:1")
 _DEFAULT_KEYS = {f.name for f in fields(Config)} - {"name", "domain", "listen", "extra"}

@@ -28,7 +28,9 @@ class SignedDoc:
 
     def __post_init__(self) -> None:
         if self.type not in DOC_TYPES:
-            raise MalformedMessage(f"unknown document type {self.type!r}")
+            shown = repr(self.type) if len(self.type) <= 40 else repr(self.type[:40]) + "..."
+            raise MalformedMessage(f"unknown document type {shown}; expected one of "
+                                   f"{', '.join(DOC_TYPES)}")
 
     @classmethod
     def create(cls, doc_type: str, body: dict[str, Any], keys: NodeKeys) -> SignedDoc:
@@ -70,11 +72,15 @@ class SignedDoc:
                       for k, v in raw["signatures"].items() if isinstance(v, str)}
         if len(signatures) != len(raw["signatures"]):
             raise MalformedMessage("a document signature is not base64 text")
-        return cls(str(raw["type"]), raw["payload"].encode("utf-8"), signatures)
+        try:
+            payload = raw["payload"].encode("utf-8")
+        except UnicodeEncodeError:  # JSON may spell a lone surrogate, which has no UTF-8
+            raise MalformedMessage("a signed document's payload is not valid Unicode") from None
+        return cls(str(raw["type"]), payload, signatures)
 
     @classmethod
     def from_json(cls, text: str) -> SignedDoc:
         try:
             return cls.from_dict(json.loads(text))
-        except ValueError:
+        except (ValueError, RecursionError):  # a deeply nested value: no document is so deep
             raise MalformedMessage("the signed document is not JSON") from None

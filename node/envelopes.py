@@ -100,7 +100,7 @@ def open_envelope(header_bytes: bytes, signature: bytes, body: bytes, *,
         raise EnvelopeTampered(f"envelope {header.seq}'s content does not match its digest")
     try:
         rows = json.loads(plaintext)
-    except ValueError:
+    except (ValueError, RecursionError):  # a batch nested too deeply is no batch of rows
         raise EnvelopeTampered(f"envelope {header.seq}'s content is not a batch of rows") \
             from None
     width = len(header.fields)
@@ -112,5 +112,8 @@ def open_envelope(header_bytes: bytes, signature: bytes, body: bytes, *,
 
 
 def _short(value: object) -> str:
+    """A header value in a message: one line (escaped if it holds control characters)."""
     text = str(value)
+    if not text.isprintable():
+        text = ascii(text)
     return text if len(text) <= 60 else text[:57] + "..."

@@ -154,7 +154,7 @@ class SignedCard:
             signature_text = raw.get("signature")
             if not isinstance(signature_text, str):
                 raise BadSignature("the card is not signed")
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # deep nesting: not a card
             raise MalformedFile("the file is not a node card (JSON with 'card' and "
                                 "'signature')") from None
         card = NodeCard(**fields)
@@ -165,15 +165,28 @@ class SignedCard:
 
 
 def check_address(address: object) -> str:
-    """HOST:PORT with a port in range; the host is not resolved here."""
+    """HOST:PORT with a port in range; the host is not resolved here.
+
+    Both parts are ASCII (an international host name goes in its xn-- form): a host of
+    look-alike letters must not pass for another, and a port of other digits (``int``
+    reads Arabic-Indic ones, and refuses 4300 digits with a ValueError) is no port.
+    """
     if not isinstance(address, str) or ":" not in address:
-        raise BadInput(f"an address must be HOST:PORT, found {address!r}")
+        raise BadInput(f"an address must be HOST:PORT, found {_shown(address)}")
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536 or not host.isprintable() \
+    if not host or not (port.isascii() and port.isdigit()) or len(port) > 5 \
+            or not 0 < int(port) < 65536 or not (host.isascii() and host.isprintable()) \
             or " " in host:
         raise BadInput(f"an address must be HOST:PORT with a port from 1 to 65535, "
-                       f"found {address!r}")
+                       f"found {_shown(address)}")
     return address
+
+
+def _shown(value: object) -> str:
+    """``value`` quoted for a message, in at most about 80 characters."""
+    if isinstance(value, str) and len(value) > 77:
+        return repr(value[:77]) + "..."
+    return repr(value)
 
 
 def card_dict(card: NodeCard) -> dict[str, Any]:

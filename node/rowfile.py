@@ -333,7 +333,8 @@ def _csv_records(source: _Source) -> Generator[_Records, None, None]:
             done = ends[-1] if ends else 0
             cut = str(e) == "unexpected end of data"
             if not cut or last:
-                yield _Records(source, line, text, rows, False)
+                if rows:  # none when the chunk's first record is the bad one: its refusal
+                    yield _Records(source, line, text, rows, False)
                 raise source.error(line + done, "expected a closing quote, found the end of "
                                    "the file" if cut else _csv_problem(e, limit)) from None
             at = _line_offset(text, done)

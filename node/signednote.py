@@ -265,6 +265,9 @@ class Checkpoint:
         # 3. The size in decimal without leading zeros.
         if not _DECIMAL.fullmatch(size_line):
             raise BadNote("a checkpoint's size must be decimal digits without leading zeros")
+        if len(size_line) > len(str(_MAX_TREE_SIZE)):  # int() refuses 4300 digits and more
+            raise BadNote(f"a checkpoint's tree size must be between 0 and 2^64-1; found "
+                          f"{len(size_line)} digits")
         # 4. The root as canonical base64 of 32 bytes (length checked by the constructor).
         root = _unb64(root_line)
         if root is None:

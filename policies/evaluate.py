@@ -12,6 +12,7 @@ peer) against the offer it claims to come from.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -290,11 +291,13 @@ def _field_reasons(asked: object, offer: Terms) -> tuple[list[Reason], set[str]]
     reasons = []
     if not asked:
         reasons.append(Reason("fields", "fields must name at least one field; found none"))
-    repeated = sorted({name for name in asked if asked.count(name) > 1})
+    # Counted once each: a peer may send many thousands of names (list.count was O(n^2)).
+    repeated = sorted(name for name, times in Counter(asked).items() if times > 1)
     if repeated:
-        reasons.append(Reason("fields", "fields lists "
-                              f"{', '.join(map(repr, repeated))} more than once"))
-    unknown = [name for name in dict.fromkeys(asked) if name not in offer.field_names]
+        shown = ", ".join(map(repr, repeated[:10])) + (", ..." if len(repeated) > 10 else "")
+        reasons.append(Reason("fields", f"fields lists {shown} more than once"))
+    offered = set(offer.field_names)
+    unknown = [name for name in dict.fromkeys(asked) if name not in offered]
     if unknown:
         reasons.append(_not_offered(unknown, offer))
     return reasons, set(asked)

@@ -117,11 +117,13 @@ def _check_names(values: object, key: str, kind: str) -> tuple[str, ...]:
     valid = is_id if kind == "id" else is_domain
     rule = ("1-64 ASCII letters, digits, '.', '_' or '-'" if kind == "id"
             else "lower-case dot-separated labels such as finance.qingdao")
+    seen: set[str] = set()  # not values.index(): quadratic in a long list
     for index, item in enumerate(values):
         if not valid(item):
             raise InvalidTerms(f"{key}[{index}] must be {rule}; found {describe(item)}")
-        if values.index(item) != index:
+        if item in seen:
             raise InvalidTerms(f"{key} lists {item!r} more than once")
+        seen.add(item)
     return values
 
 
@@ -253,10 +255,11 @@ def exact_keys(table: Mapping[str, object], expected: Sequence[str], section: st
     """Refuse unknown keys first (likely typos), then missing ones (fail closed)."""
     for key in table:
         if key not in expected:
+            shown = _shown_key(key)
             if section is None:
-                raise InvalidTerms(f"[{key}] is not a section of the policy terms; "
+                raise InvalidTerms(f"[{shown}] is not a section of the policy terms; "
                                    f"expected {', '.join(expected)}")
-            raise InvalidTerms(f"{section}.{key} is not a key of [{section}]; "
+            raise InvalidTerms(f"{section}.{shown} is not a key of [{section}]; "
                                f"expected {', '.join(expected)}")
     for key in expected:
         if key not in table:
@@ -265,6 +268,15 @@ def exact_keys(table: Mapping[str, object], expected: Sequence[str], section: st
                                    f"every section is required")
             raise InvalidTerms(f"the policy terms lack {section}.{key}; "
                                f"every key of [{section}] is required")
+
+
+def _shown_key(key: object) -> str:
+    """A key as the file spells it, quoted and escaped unless it is plain and short, so a
+    key holding a newline or 10 000 characters still makes a one-line message."""
+    text = str(key)
+    if text.isprintable() and 0 < len(text) <= 64:
+        return field_key(text).removeprefix("fields.")
+    return ascii(text[:64]) + ("..." if len(text) > 64 else "")
 
 
 # --- reading the TOML file ------------------------------------------------------------------

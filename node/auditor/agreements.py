@@ -604,10 +604,13 @@ class _AgreementCheck:
 
     def _receipts_across(self, provider: _Side, consumer: _Side,
                          receipts: Mapping[str, Event]) -> None:
-        destroyed = {e.body.get("receipt_hash"): e for e in consumer.of("data.destroyed")}
-        acknowledged = {e.body.get("receipt_hash") for e in consumer.of("receipt.acknowledged")}
+        # a receipt_hash that is no text was flagged as malformed where its entry was checked
+        destroyed = {e.body["receipt_hash"]: e for e in consumer.of("data.destroyed")
+                     if isinstance(e.body.get("receipt_hash"), str)}
+        acknowledged = {e.body["receipt_hash"] for e in consumer.of("receipt.acknowledged")
+                        if isinstance(e.body.get("receipt_hash"), str)}
         for receipt_hash, event in destroyed.items():
-            if isinstance(receipt_hash, str) and receipt_hash not in receipts:
+            if receipt_hash not in receipts:
                 self.finding(consumer, event.pos, "receipt.missing",
                              f"the provider's log holds no receipt {receipt_hash[:16]}… for this "
                              "destruction"
@@ -768,5 +771,8 @@ def _first_pos(run: EnvelopeRun) -> int:
 
 
 def _when(ms: int) -> str:
-    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    try:
+        moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    except (ValueError, OverflowError, OSError):  # a time no calendar holds (year 10 000+)
+        return f"unix time {ms} ms"
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -163,8 +163,9 @@ def _open_record(index: int, head: ExportHead, record: NoteRecord, keys: Mapping
 def note_size(note: str) -> int | None:
     """The size a checkpoint note claims, read without trusting it (for naming entries)."""
     lines = note.split("\n")
-    return int(lines[1]) if len(lines) > 2 and lines[1].isdigit() and len(lines[1]) < 21 \
-        else None
+    # ASCII digits only: str.isdigit() also takes '²', which int() refuses
+    return int(lines[1]) if len(lines) > 2 and lines[1].isascii() and lines[1].isdigit() \
+        and len(lines[1]) < 21 else None
 
 
 # --- step 1: one pass over a log's entries ---------------------------------------------------
@@ -261,8 +262,12 @@ def scan_log(head: ExportHead, index: int, claims: Sequence[Claim]) -> LogScan:
         if m is not None:
             (agreement, delivery, digest, fields, eprev, rows, eseq,
              kind, node, link_hex, seq_text, time_text) = m.groups()
-            envelope(n, int(time_text), kind, agreement, delivery, digest, fields, eprev, rows,
-                     eseq)
+            try:
+                envelope(n, int(time_text), kind, agreement, delivery, digest, fields, eprev,
+                         rows, eseq)
+            except NotCanonical as e:  # the pattern takes any bytes in ids: not UTF-8
+                entry_finding(n, "entry.malformed", f"entry {n} is not a canonical audit "
+                                                    f"entry: {e}")
         else:
             m = tail(line, max(0, len(line) - _TAIL_REACH))
             if m is None or not line.startswith(ENTRY_PREFIX):

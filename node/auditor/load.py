@@ -185,7 +185,7 @@ def _record(line: bytes, number: int, label: str, findings: list[Finding]) -> No
 def _json(line: bytes) -> Any:
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
         return None
 
 

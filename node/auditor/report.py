@@ -165,7 +165,10 @@ def _e(text: str) -> str:
 def _when(ms: int | None) -> str:
     if ms is None:
         return "?"
-    moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    try:
+        moment = datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+    except (ValueError, OverflowError, OSError):  # a time no calendar holds (year 10 000+)
+        return f"unix time {ms} ms"
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
