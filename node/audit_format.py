@@ -43,7 +43,8 @@ class AuditEntry:
     @classmethod
     def decode(cls, data: bytes) -> AuditEntry:
         raw = parse_canonical(data, what="audit entry")
-        if set(raw) != _KEYS or raw["v"] != FORMAT_VERSION:
+        if set(raw) != _KEYS or type(raw["v"]) is not int \
+                or raw["v"] != FORMAT_VERSION:  # true == 1 in Python, not in the encoding
             raise MalformedMessage("an audit entry must have exactly the fields "
                                    f"{sorted(_KEYS)} and version {FORMAT_VERSION}")
         seq, time_ms, body = raw["seq"], raw["time"], raw["body"]

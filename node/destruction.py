@@ -15,9 +15,9 @@ from typing import Any
 from node.agreements import Agreement, load_agreement
 from node.audit import now_ms
 from node.documents import SignedDoc
-from node.errors import ContractRefused, MalformedMessage
+from node.errors import ContractRefused, InvalidId, MalformedMessage
 from node.home import Home
-from node.ids import new_id
+from node.ids import check_id, new_id
 from node.outbox import enqueue
 from node.peers import Peer
 from node.vault import delete_delivery, shred
@@ -127,7 +127,8 @@ def accept_receipt(home: Home, caller: Peer, receipt: SignedDoc) -> SignedDoc:
             for delivery in body["deliveries"]:
                 change.conn.execute(
                     "UPDATE deliveries SET destroyed_at = ?, destroy_reason = ? WHERE "
-                    "delivery_id = ? AND agreement_id = ? AND role = 'provider'",
+                    "delivery_id = ? AND agreement_id = ? AND role = 'provider' "
+                    "AND destroyed_at IS NULL",
                     (body["destroyed_at"], body["reason"], delivery["delivery_id"],
                      body["agreement_id"]))
             change.audit.append("receipt.received", {
@@ -161,6 +162,18 @@ def _receipt_body(receipt: SignedDoc) -> dict[str, Any]:
     if set(body) != keys or not isinstance(body["deliveries"], list) or not all(
             isinstance(d, dict) and isinstance(d.get("delivery_id"), str)
             for d in body["deliveries"]) or body["reason"] not in REASONS \
-            or not isinstance(body["destroyed_at"], int):
+            or not is_time(body["destroyed_at"]):
         raise MalformedMessage("the destruction receipt does not have the receipt fields")
+    try:
+        for key in ("receipt_id", "agreement_id"):
+            check_id(body[key], what=f"the receipt's {key}")
+        for delivery in body["deliveries"]:
+            check_id(delivery["delivery_id"], what="a receipt's delivery id")
+    except InvalidId as e:  # from a peer, a bad id is a malformed document
+        raise MalformedMessage(e.message) from None
     return body
+
+
+def is_time(value: object) -> bool:
+    """Unix milliseconds that SQLite can hold (a peer may send any integer)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63

@@ -17,8 +17,9 @@ from node.audit import now_ms
 from node.delivery import envelope_entry
 from node.documents import SignedDoc
 from node.envelopes import FIRST_PREV, EnvelopeHeader, open_envelope
-from node.errors import ContractRefused, EnvelopeTampered, MalformedMessage, TrustspaceError
+from node.errors import ContractRefused, EnvelopeTampered, InvalidId, TrustspaceError
 from node.home import Home
+from node.ids import check_id
 from node.peers import Peer
 from node.vault import delete_delivery, ensure_key, store_batch
 
@@ -57,12 +58,16 @@ class Receiver:
         agreement = self.stored.agreement
         if body.get("fields") != list(agreement.terms.field_names):
             raise EnvelopeTampered("the delivery announces other fields than the agreement's")
-        for key in ("delivery_id", "number", "rows", "envelopes", "batch_rows", "started_at"):
-            if key not in body:
-                raise MalformedMessage(f"the delivery start lacks {key}")
-        self.delivery_id = str(body["delivery_id"])
-        self.expected_envelopes = int(body["envelopes"])
-        self.expected_rows = int(body["rows"])
+        for key in ("number", "rows", "envelopes", "batch_rows", "started_at"):
+            value = body.get(key)
+            if type(value) is not int or not 0 <= value < 2**63:
+                raise EnvelopeTampered(f"the delivery start's {key} is not a count")
+        try:
+            self.delivery_id = check_id(body.get("delivery_id"), what="the delivery id")
+        except InvalidId as e:
+            raise EnvelopeTampered(f"the delivery start's id is malformed: {e}") from None
+        self.expected_envelopes = body["envelopes"]
+        self.expected_rows = body["rows"]
         if resume is not None:
             if resume.delivery_id != self.delivery_id:
                 raise EnvelopeTampered("the provider resumed a different delivery")

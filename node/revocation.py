@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from node.agreements import StoredAgreement, load_agreement
 from node.audit import now_ms
-from node.destruction import destroy_held
+from node.destruction import destroy_held, is_time
 from node.documents import SignedDoc
 from node.errors import ContractRefused, MalformedMessage
 from node.faults import crash_point
@@ -44,7 +44,7 @@ def accept_revocation(home: Home, provider: Peer, doc: SignedDoc) -> StoredAgree
     doc.verify(provider.node_id, provider.card.verify_key, what="the revocation")
     body = doc.body()
     agreement_id = body.get("agreement_id")
-    if not isinstance(agreement_id, str) or not isinstance(body.get("revoked_at"), int):
+    if not isinstance(agreement_id, str) or not is_time(body.get("revoked_at")):
         raise MalformedMessage("the revocation lacks its agreement or time")
     stored = load_agreement(home, agreement_id, role="consumer")
     if stored.peer_id != provider.node_id or body.get("consumer") != home.node_id:

@@ -7,21 +7,18 @@ consumer's ``record_decided_rejection``) and delivery start and end documents (t
 consumer's ``Receiver``). Each is accepted as a good peer's would be, or refused with a
 product error that changes nothing but the audit log.
 
-Some crashes found here are in files this suite does not own; each is kept as a strict
-``xfail`` regression case naming the file, and the properties set exactly those shapes
-aside (``assume``) until it is fixed: a fixed bug turns its case into a failure (XPASS),
-which is the reminder to drop the ``assume``.
+Crashes found here are kept as regression cases named after them (fields of the wrong
+type or beyond SQLite's integers reaching the database).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 from node import negotiation
@@ -87,18 +84,10 @@ def receipt_body(w: World, **changes: Any) -> dict[str, Any]:
     return body
 
 
-def receipt_crashes(body: dict[str, Any]) -> bool:
-    """The shapes accept_receipt crashes on (see the xfail cases below)."""
-    destroyed_at = body.get("destroyed_at")
-    return unbindable(body.get("agreement_id")) or unbindable(body.get("receipt_id")) or (
-        isinstance(destroyed_at, int) and unbindable(destroyed_at))
-
-
 @EXAMPLES
 @given(data=st.data())
 def test_a_hostile_receipt_is_acknowledged_or_refused(world: World, data: st.DataObject) -> None:
     body = data.draw(mutations(receipt_body(world)))
-    assume(not receipt_crashes(body))
     receipt = signed("destruction-receipt", body, world, "consumer")
     watch = Watch(world.provider)
 
@@ -119,10 +108,6 @@ RECEIPT_CRASHES = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=(sqlite3.ProgrammingError, OverflowError), reason=(
-    "node/destruction.py accept_receipt checks neither agreement_id nor receipt_id to be "
-    "text nor destroyed_at to fit SQLite: sqlite3 raises ProgrammingError/OverflowError, "
-    "and the SubmitReceipt call ends as INTERNAL; not this suite's file to fix"))
 @pytest.mark.parametrize("changes", list(RECEIPT_CRASHES.values()), ids=list(RECEIPT_CRASHES))
 def test_regression_receipt_fields_of_the_wrong_type_reach_sqlite(
         world: World, changes: dict[str, Any]) -> None:
@@ -151,8 +136,6 @@ def revocation_body(w: World, agreement_id: str, **changes: Any) -> dict[str, An
 def test_a_hostile_revocation_is_acted_on_or_refused(world: World, revocable: str,
                                                      data: st.DataObject) -> None:
     body = data.draw(mutations(revocation_body(world, revocable)))
-    revoked_at = body.get("revoked_at")
-    assume(not (isinstance(revoked_at, int) and unbindable(revoked_at)))
     doc = signed("revocation", body, world, "provider")
     watch = Watch(world.consumer)
 
@@ -165,10 +148,6 @@ def test_a_hostile_revocation_is_acted_on_or_refused(world: World, revocable: st
         assert result.agreement_id == revocable and result.state == "revoked"
 
 
-@pytest.mark.xfail(strict=True, raises=OverflowError, reason=(
-    "node/revocation.py accept_revocation stores revoked_at unchecked: 2^63 overflows "
-    "SQLite's INTEGER, OverflowError ends the Revoked call as INTERNAL; not this suite's "
-    "file to fix"))
 def test_regression_revocation_time_beyond_63_bits(world: World) -> None:
     agreement_id = world.negotiate()
     doc = signed("revocation", revocation_body(world, agreement_id, revoked_at=2**63), world,
@@ -216,16 +195,6 @@ def start_body(w: World, **changes: Any) -> dict[str, Any]:
     return body
 
 
-def start_crashes(body: dict[str, Any]) -> bool:
-    """The shapes Receiver.on_start crashes on (see the xfail cases below)."""
-    for key in ("envelopes", "rows"):
-        try:
-            int(body.get(key, 0))
-        except (TypeError, ValueError):
-            return True
-    return "number" in body and (body["number"] is None or unbindable(body["number"]))
-
-
 def receiver(w: World) -> Receiver:
     return Receiver(w.consumer.home, load_agreement(w.consumer.home, w.agreement_id),
                     provider_peer(w))
@@ -235,7 +204,6 @@ def receiver(w: World) -> Receiver:
 @given(data=st.data())
 def test_a_hostile_delivery_start_is_taken_or_refused(world: World, data: st.DataObject) -> None:
     body = data.draw(mutations(start_body(world)))
-    assume(not start_crashes(body))
     start = signed("delivery-start", body, world, "provider")
     watch = Watch(world.consumer)
 
@@ -276,14 +244,6 @@ START_CRASHES = {
 }
 
 
-@pytest.mark.xfail(strict=True, raises=(
-        ValueError, TypeError, sqlite3.ProgrammingError, sqlite3.IntegrityError, OverflowError),
-    reason=(
-    "node/receive.py Receiver.on_start converts envelopes and rows with int() and stores "
-    "number unchecked: a provider's start document crashes the fetch with ValueError, "
-    "TypeError, ProgrammingError, IntegrityError or OverflowError instead of aborting it as "
-    "tampered; "
-    "reported, not this suite's file to fix"))
 @pytest.mark.parametrize("changes", list(START_CRASHES.values()), ids=list(START_CRASHES))
 def test_regression_delivery_start_counts_of_the_wrong_type(world: World,
                                                              changes: dict[str, Any]) -> None:
