@@ -29,12 +29,15 @@ from connector.client import PeerClient
 from connector.pb import trustspace_pb2 as pb
 from connector.pb import trustspace_pb2_grpc as rpc
 from node.audit import now_ms
-from node.checkpoints import origin_of
-from node.errors import BadSignature, InvalidProof, TrustspaceError
+from node.checkpoints import frontier_at, origin_of
+from node.errors import BadNote, BadSignature, InvalidProof, TrustspaceError
 from node.home import Home
-from node.merkle import HASH_SIZE, consistency_proof, verify_consistency
+from node.merkle import HASH_SIZE, consistency_proof_from, verify_consistency
 from node.peers import Peer
 from node.signednote import Checkpoint, add_signature, open_note
+
+MAX_HELD_SIZE = 2**63 - 1
+"""The largest tree size SQLite can store: a larger one (2^64-1 is valid C2SP) is refused."""
 
 
 class AuditService(rpc.AuditServicer):
@@ -88,10 +91,15 @@ def latest_checkpoint(home: Home) -> tuple[str, Checkpoint]:
 
 
 def proof_from(home: Home, old_size: int, new_size: int) -> list[bytes]:
-    """Our consistency proof from ``old_size`` to ``new_size`` (empty if there is none)."""
+    """Our consistency proof from ``old_size`` to ``new_size`` (empty if there is none).
+
+    Built from the compact range stored with the checkpoint at ``old_size``, so it reads
+    only the entries added since, not the whole log.
+    """
     if not 0 < old_size < new_size:
         return []
-    return consistency_proof(old_size, new_size, _StoredLeaves(home.conn, new_size))
+    return consistency_proof_from(frontier_at(home.conn, old_size), new_size,
+                                  _StoredLeaves(home.conn, new_size))
 
 
 def accept_checkpoint(home: Home, peer: Peer, note: str, from_size: int,
@@ -105,10 +113,13 @@ def accept_checkpoint(home: Home, peer: Peer, note: str, from_size: int,
     key = VerifyKey(peer.card.verify_key)
     opened = open_note(note, {peer.node_id: key})
     checkpoint = Checkpoint.parse(opened.text, origin=origin_of(peer.node_id))
+    if checkpoint.size > MAX_HELD_SIZE:
+        raise BadNote(f"the checkpoint of {peer.name} has tree size {checkpoint.size}; a size "
+                      f"this node can hold is at most 2^63-1")
     cosigned = add_signature(note, home.node_id, home.keys.signing)
     refusal: tuple[str, str, int] | None = None
     with home.change() as change:
-        held = _held(change.conn, peer.node_id)
+        held = _held(change.conn, peer.node_id, checkpoint.size, from_size)
         same = held.get(checkpoint.size)
         if same is not None and same[0] == checkpoint.root:
             return same[1]  # held already: nothing new to record
@@ -179,10 +190,20 @@ def _contradiction(held: dict[int, tuple[bytes, str]], checkpoint: Checkpoint, f
     return None
 
 
-def _held(conn: sqlite3.Connection, peer_id: str) -> dict[int, tuple[bytes, str]]:
-    rows = conn.execute("SELECT size, root, note FROM audit_peer_checkpoints WHERE peer_id = ?",
-                        (peer_id,)).fetchall()
-    return {int(size): (bytes(root), str(note)) for size, root, note in rows}
+def _held(conn: sqlite3.Connection, peer_id: str, size: int,
+          from_size: int) -> dict[int, tuple[bytes, str]]:
+    """The held checkpoints of ``peer_id`` that a new one is checked against.
+
+    Only those at ``size`` and ``from_size`` and the newest: a peer's held checkpoints grow
+    by one per exchange, and reading them all made every exchange slower than the last.
+    """
+    if not 0 <= from_size <= MAX_HELD_SIZE:  # no such size is held (nor fits SQLite)
+        from_size = -1
+    rows = conn.execute(
+        "SELECT size, root, note FROM audit_peer_checkpoints WHERE peer_id = ? AND "
+        "(size IN (?, ?) OR size = (SELECT max(size) FROM audit_peer_checkpoints "
+        "WHERE peer_id = ?))", (peer_id, size, from_size, peer_id)).fetchall()
+    return {int(held): (bytes(root), str(note)) for held, root, note in rows}
 
 
 def _held_size(home: Home, peer_id: str) -> int:
@@ -204,7 +225,7 @@ def _cosigned_size(home: Home, peer_id: str) -> int:
 
 
 class _StoredLeaves:
-    """The leaf hashes of this node's log as :func:`consistency_proof` reads them."""
+    """The leaf hashes of this node's log as :func:`consistency_proof_from` reads them."""
 
     def __init__(self, conn: sqlite3.Connection, size: int) -> None:
         self._conn = conn

@@ -139,7 +139,7 @@ def _settle(home: Home, client: PeerClient, request_id: str,
         home, client.peer, request_id, doc_from_pb(response.agreement, what="agreement"),
         decision)
     crash_point("negotiate.countersigned")
-    flush_outbox(home, client.peer.node_id, force=True)
+    flush_outbox(home, client.peer.node_id, force=True, client=client)
     return NegotiationResult(request_id, state, stored, "")
 
 

@@ -15,19 +15,30 @@ from node.home import Home
 from node.peers import peer_by_id
 
 log = logging.getLogger("trustspace.outbox")
+SEND_TIMEOUT_S = 5.0
+"""How long one message may take to be sent and acknowledged."""
 
 
-def flush_outbox(home: Home, peer_id: str | None = None, *, force: bool = False) -> int:
-    """Try every due message once; returns how many were delivered."""
+def flush_outbox(home: Home, peer_id: str | None = None, *, force: bool = False,
+                 client: PeerClient | None = None) -> int:
+    """Try every due message once; returns how many were delivered.
+
+    ``client``, already connected to a peer, carries that peer's messages and is left
+    open: a negotiation sends its countersignature on the channel it negotiated on,
+    instead of opening a second connection for one call.
+    """
     delivered = 0
     clients: dict[str, PeerClient] = {}
+    lent = {} if client is None else {client.peer.node_id: client}
     try:
         for message in outbox.due(home, peer_id, force=force):
             try:
                 peer = peer_by_id(home, message.peer_id, include_removed=True)
-                client = clients.get(peer.node_id) or PeerClient(home, peer, timeout=5)
-                clients[peer.node_id] = client
-                _send(home, client, message)
+                sender = lent.get(peer.node_id) or clients.get(peer.node_id)
+                if sender is None:
+                    sender = clients[peer.node_id] = PeerClient(home, peer,
+                                                                timeout=SEND_TIMEOUT_S)
+                _send(home, sender, message)
                 crash_point(f"outbox.{message.kind}_sent")
             except TrustspaceError as e:
                 outbox.mark_failed(home, message, e.message)
@@ -38,21 +49,24 @@ def flush_outbox(home: Home, peer_id: str | None = None, *, force: bool = False)
                 outbox.mark_delivered(change, message.id)
             delivered += 1
     finally:
-        for client in clients.values():
-            client.close()
+        for opened in clients.values():  # not the lent client: its owner closes it
+            opened.close()
     return delivered
 
 
 def _send(home: Home, client: PeerClient, message: outbox.Message) -> None:
     doc = doc_to_pb(message.doc)
     if message.kind == "countersign":
-        client.call(client.negotiation.Countersign, pb.CountersignRequest(agreement=doc))
+        client.call(client.negotiation.Countersign, pb.CountersignRequest(agreement=doc),
+                    SEND_TIMEOUT_S)
     elif message.kind == "receipt":
-        ack = client.call(client.receipts.SubmitReceipt, pb.ReceiptRequest(receipt=doc))
+        ack = client.call(client.receipts.SubmitReceipt, pb.ReceiptRequest(receipt=doc),
+                          SEND_TIMEOUT_S)
         acknowledge_receipt_sent(home, message.doc,
                                  doc_from_pb(ack.acknowledgement, what="acknowledgement"),
                                  client.peer)
     elif message.kind == "revocation":
-        client.call(client.notifications.Revoked, pb.RevocationNotice(revocation=doc))
+        client.call(client.notifications.Revoked, pb.RevocationNotice(revocation=doc),
+                    SEND_TIMEOUT_S)
     else:  # pragma: no cover — the table's CHECK constraint allows nothing else
         raise ValueError(message.kind)

@@ -38,12 +38,53 @@ def _check(value: JSONValue, path: str) -> None:
     raise MalformedMessage(f"{path} has a value of type {type(value).__name__}, not JSON")
 
 
+_FAST_CONTAINERS = 1000
+_SCALARS = frozenset({str, int, bool, type(None)})
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
+def _passes_check(value: JSONValue) -> bool:
+    """True only if :func:`_check` accepts ``value``: the same rules, about four times faster.
+
+    It walks without recursion, builds no paths and takes only the exact built-in types;
+    anything else (a refusal, a subclass, more than ``_FAST_CONTAINERS`` lists and objects,
+    as a cycle has) answers False and goes to ``_check``, which decides and names the path.
+    """
+    stack: list[JSONValue] = [value]
+    budget = _FAST_CONTAINERS
+    while stack:
+        container = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if type(container) is dict:
+            for key, item in container.items():
+                if type(key) is not str:
+                    return False
+                kind = type(item)
+                if kind is dict or kind is list:
+                    stack.append(item)
+                elif kind not in _SCALARS:
+                    return False
+        elif type(container) is list:
+            for item in container:
+                kind = type(item)
+                if kind is dict or kind is list:
+                    stack.append(item)
+                elif kind not in _SCALARS:
+                    return False
+        else:  # only the document itself can be a scalar here
+            return type(container) in _SCALARS
+    return True
+
+
 def canonical_json(value: JSONValue) -> bytes:
     """Encode ``value`` as canonical JSON bytes; refuses what has no canonical form."""
     try:
-        _check(value, "document")
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False).encode("utf-8")
+        if not _passes_check(value):
+            _check(value, "document")
+        return _ENCODER.encode(value).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: text that has no UTF-8 form
         raise MalformedMessage("the document has text that is not valid Unicode "
                                "(a lone surrogate)") from None

@@ -11,9 +11,11 @@ there instead of rehashing the whole log.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from node.audit import now_ms
+from node.errors import BadInput
 from node.merkle import CompactRange
 from node.signednote import Checkpoint, sign_note
 
@@ -38,19 +40,35 @@ class Checkpointer:
         if size - last_size >= EVERY_ENTRIES or now_ms() - last_time >= EVERY_MS:
             self.write(conn, size)
 
+    def for_transaction(self) -> Callable[[sqlite3.Connection, int], None]:
+        """``after_append`` for the appends of one write transaction.
+
+        The latest checkpoint is read at the first append and kept until this transaction
+        writes one: under the write lock no one else adds one, and one added some other way
+        inside this transaction only makes the kept one older, so a checkpoint comes early,
+        never late.
+        """
+        kept: list[tuple[int, int]] = []
+
+        def after_append(conn: sqlite3.Connection, size: int) -> None:
+            if not kept:
+                row = conn.execute("SELECT size, time FROM audit_checkpoints "
+                                   "ORDER BY size DESC LIMIT 1").fetchone()
+                kept.append((0, 0) if row is None else (int(row[0]), int(row[1])))
+            last_size, last_time = kept[0]
+            if size - last_size >= EVERY_ENTRIES or now_ms() - last_time >= EVERY_MS:
+                self.write(conn, size)
+                kept.clear()
+
+        return after_append
+
     def write(self, conn: sqlite3.Connection, size: int) -> str:
         """Write the checkpoint for the first ``size`` entries (inside a transaction)."""
-        row = conn.execute("SELECT size, frontier FROM audit_checkpoints WHERE size <= ? "
-                           "ORDER BY size DESC LIMIT 1", (size,)).fetchone()
-        start, frontier = (0, CompactRange()) if row is None else \
-            (row[0], CompactRange.from_bytes(row[1]))
-        if row is not None and start == size:
-            note = conn.execute("SELECT note FROM audit_checkpoints WHERE size = ?",
-                                (size,)).fetchone()[0]
-            return str(note)
-        for (leaf,) in conn.execute("SELECT hash FROM audit_entries WHERE seq >= ? AND seq < ? "
-                                    "ORDER BY seq", (start, size)):
-            frontier.append(leaf)
+        held = conn.execute("SELECT note FROM audit_checkpoints WHERE size = ?",
+                            (size,)).fetchone()
+        if held is not None:
+            return str(held[0])
+        frontier = frontier_at(conn, size)
         root = frontier.root()
         text = Checkpoint(origin_of(self._home.node_id), size, root).to_text()
         note = sign_note(text, self._home.node_id, self._home.keys.signing)
@@ -75,6 +93,24 @@ def latest(conn: sqlite3.Connection) -> tuple[int, int, str] | None:
     row = conn.execute("SELECT size, time, note FROM audit_checkpoints "
                        "ORDER BY size DESC LIMIT 1").fetchone()
     return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
+
+def frontier_at(conn: sqlite3.Connection, size: int) -> CompactRange:
+    """The compact range of the first ``size`` entries, without rereading the whole log.
+
+    It starts from the range stored with the newest checkpoint at or below ``size`` and
+    appends the leaf hashes of the entries after it: at a checkpoint's size, none.
+    """
+    row = conn.execute("SELECT frontier FROM audit_checkpoints WHERE size <= ? "
+                       "ORDER BY size DESC LIMIT 1", (size,)).fetchone()
+    frontier = CompactRange() if row is None else CompactRange.from_bytes(row[0])
+    for (leaf,) in conn.execute("SELECT hash FROM audit_entries WHERE seq >= ? AND seq < ? "
+                                "ORDER BY seq", (frontier.size, size)):
+        frontier.append(leaf)
+    if frontier.size != size:
+        raise BadInput(f"the compact range of the first {size} audit entries needs that many "
+                       f"entries; the log has {frontier.size}")
+    return frontier
 
 
 def unattested(home: Home) -> bool:

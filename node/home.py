@@ -115,9 +115,18 @@ class Home:
     # ---- writes ----------------------------------------------------------------------
     @contextmanager
     def change(self) -> Iterator[Change]:
-        """A write transaction with the audit log; serialised within this process."""
+        """A write transaction with the audit log; serialised within this process.
+
+        The log handed out belongs to this transaction alone (it keeps its last entry and
+        the latest checkpoint in memory) and refuses appends once the transaction ends.
+        """
         with self._lock, transaction(self.conn) as conn:
-            yield Change(conn, self.audit)
+            audit = AuditLog(conn, self.node_id, self.checkpointer.for_transaction(),
+                             one_transaction=True)
+            try:
+                yield Change(conn, audit)
+            finally:
+                audit.close()
 
     def record(self, kind: str, body: dict[str, object]) -> None:
         """An audit entry that is itself the whole change (e.g. a refused call)."""

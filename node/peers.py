@@ -8,6 +8,7 @@ its calls are refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from node.errors import AlreadyExists, BadInput, UnknownPeer
 from node.home import Home
@@ -102,5 +103,16 @@ def _find(home: Home, column: str, value: str) -> Peer | None:
 
 
 def _peer(row: tuple[str, int, int | None]) -> Peer:
-    signed = SignedCard.from_json(row[0])
+    signed = _verified_card(row[0])
     return Peer(signed.card, row[0], row[1], row[2])
+
+
+@lru_cache(maxsize=1024)
+def _verified_card(text: str) -> SignedCard:
+    """The card stored as ``text``, parsed and its signature verified once per process.
+
+    Every authenticated call looks its caller up; keyed by the whole stored text (which
+    names the node), a re-added peer's new card is a new key, and whether the peer is
+    removed still comes from the row on every call. A card that fails is not cached.
+    """
+    return SignedCard.from_json(text)

@@ -204,11 +204,14 @@ class LogFacts:
 
 
 def parse_body(data: bytes) -> dict[str, Any]:
-    """An entry body: a JSON object whose canonical encoding is exactly ``data``."""
+    """An entry body: a JSON object whose canonical encoding is exactly ``data``.
+
+    What ``json.loads`` and ``json.dumps`` would do with these arguments, without building
+    a decoder and an encoder for every entry (a fifth of a verify, once).
+    """
     try:
-        value = json.loads(data, parse_float=_no_float, parse_constant=_no_float)
-        again = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                           allow_nan=False).encode("utf-8")
+        value = _loads(data)
+        again = _ENCODER.encode(value).encode("utf-8")
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise NotCanonical("its body is not JSON without floats") from None
     if not isinstance(value, dict):
@@ -221,6 +224,28 @@ def parse_body(data: bytes) -> dict[str, Any]:
 
 def _no_float(text: str) -> Any:
     raise ValueError(f"float {text}")
+
+
+_DECODER = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
+def _loads(data: bytes) -> Any:
+    """``json.loads(data)`` with the one decoder, and a short way for a canonical body.
+
+    A body starting ``{"`` is UTF-8 for ``json.detect_encoding`` (no byte order mark, no
+    zero byte) and has no white space to skip; if it does not end where the object does,
+    the full ``decode`` decides, as ``json.loads`` would.
+    """
+    if data[:2] == b'{"':
+        text = data.decode("utf-8", "surrogatepass")
+        value, end = _DECODER.raw_decode(text)
+        if end == len(text):
+            return value
+    else:
+        text = data.decode(json.detect_encoding(data), "surrogatepass")
+    return _DECODER.decode(text)
 
 
 def _text(data: bytes) -> str:

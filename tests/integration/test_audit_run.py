@@ -18,6 +18,7 @@ from node.cli.main import main
 from node.home import Home
 from node.sample import free_port, write_policy
 
+
 def _run(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> str:
     result = main(list(argv))
     captured = capsys.readouterr()

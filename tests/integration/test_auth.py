@@ -356,6 +356,41 @@ def test_one_signed_call_sent_many_times_at_once_is_answered_once(world: World) 
     assert [e.body["reason"] for e in audit_since(world.path, size)] == ["replayed_call"] * 7
 
 
+def _add_card(domain: str) -> Callable[[World, Caller], None]:
+    def change(w: World, caller: Caller) -> None:
+        add_peer(w.home, Caller(caller.keys, caller.name, domain).signed_card())
+    return change
+
+
+def _remove(w: World, caller: Caller) -> None:
+    remove_peer(w.home, caller.name)
+
+
+# step: (what the operator does while the node runs, the reason of the next call or None)
+PEER_CHANGES: dict[str, tuple[Callable[[World, Caller], None], str | None]] = {
+    "added": (_add_card("finance.qingdao"), None),
+    "removed": (_remove, "unknown_peer"),
+    "re-added with a card of a refused domain": (_add_card("other.qingdao"), "domain_refused"),
+    "removed again": (_remove, "unknown_peer"),
+    "re-added with a card of an accepted domain": (_add_card("finance.qingdao"), None),
+}
+
+
+def test_a_peer_change_takes_effect_at_the_next_call(world: World) -> None:
+    """Verified cards are cached per process; removing or re-adding a peer still counts."""
+    caller = make_caller("returning", "finance.qingdao")
+    for step, (change, reason) in PEER_CHANGES.items():
+        change(world, caller)
+        request = pb.ListOffersRequest()
+        metadata = headers(caller, world.node_id, LIST_OFFERS, request)
+        if reason is None:
+            assert isinstance(call(world.channel, LIST_OFFERS, request, metadata),
+                              pb.ListOffersResponse), step
+        else:
+            error = refused(world.channel, LIST_OFFERS, request, metadata)
+            assert dict(error.trailing_metadata() or ()).get(ERROR_KEY) == reason, step
+
+
 def open_server(path: Path) -> tuple[Home, grpc.Server, grpc.Channel]:
     """The provider as a fresh process would open it: new Home, new server, same database."""
     home = Home.open(path)

@@ -8,10 +8,14 @@ See docs/adr/0001-canonical-encoding.md.
 
 from __future__ import annotations
 
+import json
 import math
+from collections import OrderedDict
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
@@ -122,6 +126,18 @@ def test_the_same_document_in_any_key_order_has_one_encoding() -> None:
         b'{"a":1,"b":{"x":[1,2],"y":null}}'
 
 
+def _nested(inner: list[object], depth: int) -> list[object]:
+    for _ in range(depth):
+        inner = [inner]
+    return inner
+
+
+def _holding_itself() -> list[object]:
+    cycle: list[object] = [1]
+    cycle.append(cycle)
+    return cycle
+
+
 CANONICAL_REFUSALS: dict[str, tuple[object, str]] = {
     "float": ({"a": 1.5}, r"document\.a is a float"),
     "float that looks whole": ({"a": 1.0}, "is a float"),
@@ -136,6 +152,9 @@ CANONICAL_REFUSALS: dict[str, tuple[object, str]] = {
     "set value": ({"a": {1}}, "type set, not JSON"),
     "lone surrogate": ({"a": "\ud800"}, "not valid Unicode"),
     "lone surrogate in a key": ({"\udfff": 1}, "not valid Unicode"),
+    "float 150 levels down": ({"a": _nested([1.5], 150)}, r"document\.a(\[0\]){150}\[0\] is a"),
+    "nested 5000 levels": ({"a": _nested([], 5000)}, "nested too deeply"),
+    "a list that holds itself": ({"a": _holding_itself()}, "nested too deeply"),
 }
 
 
@@ -144,6 +163,75 @@ CANONICAL_REFUSALS: dict[str, tuple[object, str]] = {
 def test_canonical_json_refuses_what_has_no_canonical_form(value: object, message: str) -> None:
     with pytest.raises(MalformedMessage, match=message):
         canonical_json(value)
+
+
+def _reference_canonical_json(value: object) -> bytes:
+    """canonical_json as first written: a recursive check naming the path, then json.dumps."""
+    def check(value: object, path: str) -> None:
+        if value is None or isinstance(value, (bool, int, str)):
+            return
+        if isinstance(value, float):
+            raise MalformedMessage(f"{path} is a float; signed documents carry integers only")
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                check(item, f"{path}[{i}]")
+            return
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise MalformedMessage(f"{path} has a non-text key")
+                check(item, f"{path}.{key}")
+            return
+        raise MalformedMessage(f"{path} has a value of type {type(value).__name__}, not JSON")
+
+    try:
+        check(value, "document")
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedMessage("the document has text that is not valid Unicode "
+                               "(a lone surrogate)") from None
+
+
+class _Text(str):
+    pass
+
+
+ACCEPTED_BEYOND_THE_FAST_WALK: dict[str, tuple[object, bytes]] = {
+    "a subclass of str": ({"a": _Text("x")}, b'{"a":"x"}'),
+    "an ordered dict": ({"a": OrderedDict(b=1)}, b'{"a":{"b":1}}'),
+    "2000 objects in a list": ({"a": [{}] * 2000}, b'{"a":[' + b",".join([b"{}"] * 2000) + b"]}"),
+    "nested 150 levels": (_nested([], 150), b"[" * 151 + b"]" * 151),
+}
+
+
+@pytest.mark.parametrize(("value", "encoded"), list(ACCEPTED_BEYOND_THE_FAST_WALK.values()),
+                         ids=list(ACCEPTED_BEYOND_THE_FAST_WALK))
+def test_documents_the_fast_walk_passes_on_are_still_encoded(value: object,
+                                                             encoded: bytes) -> None:
+    assert canonical_json(value) == encoded == _reference_canonical_json(value)
+
+
+_scalars = st.none() | st.booleans() | st.integers() | st.text(max_size=4) \
+    | st.floats(allow_nan=True) | st.binary(max_size=2)
+_values = st.recursive(
+    _scalars, lambda inner: st.lists(inner, max_size=4) | st.tuples(inner)
+    | st.dictionaries(st.text(max_size=3) | st.integers(0, 3), inner, max_size=4),
+    max_leaves=30)
+
+
+@settings(max_examples=300)
+@given(_values)
+def test_canonical_json_decides_as_the_first_recursive_version(value: object) -> None:
+    try:
+        expected: bytes | str = _reference_canonical_json(value)
+    except MalformedMessage as e:
+        expected = e.message
+    try:
+        got: bytes | str = canonical_json(value)
+    except MalformedMessage as e:
+        got = e.message
+    assert got == expected
 
 
 PARSE_REFUSALS: dict[str, tuple[bytes, str]] = {

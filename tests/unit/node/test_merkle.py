@@ -22,6 +22,7 @@ from node.merkle import (
     EMPTY_ROOT,
     CompactRange,
     consistency_proof,
+    consistency_proof_from,
     inclusion_proof,
     leaf_hash,
     node_hash,
@@ -244,6 +245,14 @@ BUILD_REFUSALS = {
                                "0 < old size <= new size"),
     "consistency: tree larger than the log": (lambda: consistency_proof(1, 9, LEAF_HASHES),
                                               "the log has 8"),
+    "consistency from a range: the empty range": (
+        lambda: consistency_proof_from(CompactRange(), 8, LEAF_HASHES), "0 < old size"),
+    "consistency from a range: shrinking": (
+        lambda: consistency_proof_from(_frontier(LEAF_HASHES), 6, LEAF_HASHES),
+        "0 < old size <= new size"),
+    "consistency from a range: tree larger than the log": (
+        lambda: consistency_proof_from(_frontier(LEAF_HASHES[:3]), 9, LEAF_HASHES),
+        "the log has 8"),
     "root: leaf hash of 0 bytes": (lambda: root_of([LEAF_HASHES[0], b""]),
                                    "leaf hash must be 32 bytes; found 0"),
 }
@@ -304,6 +313,16 @@ def test_consistency_beyond_one_chunk_reads_each_leaf_once(old: int) -> None:
     proof = consistency_proof(old, len(LARGE), source)
     old_root = _frontier(LARGE[:old]).root()
     verify_consistency(old, len(LARGE), old_root, LARGE_ROOT, proof)
+    _assert_each_leaf_read_at_most_once(source.reads)
+
+
+@pytest.mark.parametrize("old", [1, 5, CHUNK, CHUNK + 1, 2 * CHUNK, len(LARGE) - 1, len(LARGE)],
+                         ids=lambda n: f"from {n}")
+def test_consistency_from_a_compact_range_reads_only_the_new_leaves(old: int) -> None:
+    source = RecordingLeaves(LARGE)
+    proof = consistency_proof_from(_frontier(LARGE[:old]), len(LARGE), source)
+    assert proof == consistency_proof(old, len(LARGE), LARGE)
+    assert all(lo >= old for lo, _ in source.reads)
     _assert_each_leaf_read_at_most_once(source.reads)
 
 
@@ -400,6 +419,17 @@ def test_generated_consistency_proofs_verify(new: int, data: st.DataObject) -> N
         bad[at] = _flip(bad[at], bit)
         with pytest.raises(InvalidProof):
             verify_consistency(old, new, old_root, new_root, bad)
+
+
+@given(new=st.integers(min_value=1, max_value=2000), data=st.data())
+def test_consistency_from_a_compact_range_equals_the_reference(new: int,
+                                                              data: st.DataObject) -> None:
+    leaves = _leaves(new)
+    old = data.draw(st.integers(min_value=1, max_value=new), label="old size")
+    source = RecordingLeaves(leaves)
+    assert consistency_proof_from(_frontier(leaves[:old]), new, source) \
+        == consistency_proof(old, new, leaves)
+    assert all(lo >= old for lo, _ in source.reads)
 
 
 @settings(max_examples=50)
