@@ -82,8 +82,10 @@ def start_delivery(home: Home, consumer: Peer, agreement_id: str, resume_deliver
         raise ContractRefused(f"there is no agreement {agreement_id!r} with {consumer.name}") \
             from None
     except TrustspaceError as e:
-        home.record("delivery.refused", {"agreement": agreement_id, "consumer": consumer.node_id,
-                                         "reason": e.code, "message": e.message[:300]})
+        # a refused caller's id is bounded: a peer must not be able to bloat the log
+        home.record("delivery.refused", {"agreement": agreement_id[:80],
+                                         "consumer": consumer.node_id, "reason": e.code,
+                                         "message": e.message[:300]})
         raise
     return _new(home, stored, consumer)
 
