@@ -7,9 +7,7 @@ each value was taken from).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,21 +28,9 @@ from node.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.vectors import VECTOR_COPY, VECTOR_SHARED, load_transparency_vectors
 
-REPO = Path(__file__).resolve().parents[3]
-VECTOR_COPY = REPO / "tests/vectors/transparency_vectors.json"
-VECTOR_SHARED = REPO.parent / "shared/reference/transparency_vectors.json"
-
-
-def _load_vectors() -> dict[str, Any]:
-    """The repository's copy first, so the tests never depend on shared/."""
-    for path in (VECTOR_COPY, VECTOR_SHARED):
-        if path.exists():
-            return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-    raise FileNotFoundError(f"no transparency vectors at {VECTOR_COPY} or {VECTOR_SHARED}")
-
-
-V = _load_vectors()
+V = load_transparency_vectors()
 TREE = V["tree_8_leaves"]
 LEAVES = [bytes.fromhex(h) for h in TREE["leaves_hex"]]
 LEAF_HASHES = [bytes.fromhex(h) for h in TREE["leaf_hashes_hex"]]

@@ -8,9 +8,7 @@ notes, the C2SP examples, and the malformed notes Go's TestOpen refuses.
 from __future__ import annotations
 
 import base64
-import json
 import string
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,21 +27,9 @@ from node.signednote import (
     sign_note,
     verifier_key,
 )
+from tests.vectors import load_transparency_vectors
 
-REPO = Path(__file__).resolve().parents[3]
-VECTOR_COPY = REPO / "tests/vectors/transparency_vectors.json"
-VECTOR_SHARED = REPO.parent / "shared/reference/transparency_vectors.json"
-
-
-def _load_vectors() -> dict[str, Any]:
-    """The repository's copy first, so the tests never depend on shared/."""
-    for path in (VECTOR_COPY, VECTOR_SHARED):
-        if path.exists():
-            return json.loads(path.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
-    raise FileNotFoundError(f"no transparency vectors at {VECTOR_COPY} or {VECTOR_SHARED}")
-
-
-V = _load_vectors()["signed_note"]
+V = load_transparency_vectors()["signed_note"]
 KEYS = {k["name"]: k for k in V["keys"]}
 NOTES = {n["id"]: n for n in V["notes"]}
 CHECKPOINTS = {c["id"]: c for c in V["checkpoints"]}
