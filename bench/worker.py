@@ -74,22 +74,26 @@ def fetch(home_path: str, agreement_id: str, profile: str) -> dict[str, Any]:
 def negotiate(home_path: str, provider: str, offer_id: str, count: int) -> dict[str, Any]:
     """``count`` negotiations one after another, each timed from request to agreement."""
     from bench.workspace import APP, PURPOSE
+    from connector.client import PeerClient
     from connector.consumer import negotiate as negotiate_call
     from node.home import Home
+    from node.peers import peer_by_name
     from policies.evaluate import Request
 
     home = Home.open(Path(home_path))
     request = Request(purpose=PURPOSE, app=APP)
     latencies = []
+    client = PeerClient(home, peer_by_name(home, provider))  # one connection, as the baseline
     ready()
     started = time.time()
     for _ in range(count):
         clock = time.perf_counter()
-        result = negotiate_call(home, provider, offer_id, request)
+        result = negotiate_call(home, provider, offer_id, request, client=client)
         latencies.append((time.perf_counter() - clock) * 1000)
         if result.state != "agreed":
             raise RuntimeError(f"negotiation ended {result.state}: {result.reason}")
     ended = time.time()
+    client.close()
     home.close()
     return {"latencies_ms": latencies, "started": started, "ended": ended}
 

@@ -1,5 +1,6 @@
 """Counterparty cosigning: after each negotiation, delivery and receipt, two nodes swap
-their latest audit checkpoints and cosign each other's.
+their latest audit checkpoints and cosign each other's. After a negotiation the swap rides
+on the consumer's countersignature instead of taking a call of its own.
 
 The caller sends its latest checkpoint with a consistency proof from the size the
 responder last cosigned; the responder verifies it against the newest checkpoint of the
@@ -12,8 +13,9 @@ the evidence of a fork an auditor needs.
 
 Each side keeps, per held checkpoint, the proof it accepted it with, so an auditor given
 only one side's export can still check the other side's checkpoints against each other.
-The domain functions here take and return plain values; only :class:`AuditService` and
-:func:`exchange_checkpoints` touch gRPC messages.
+The exchange is three steps on the wire messages — :func:`offer_checkpoints` (caller),
+:func:`answer_checkpoints` (responder), :func:`take_answer` (caller) — over domain steps
+that take and return plain values.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from node.errors import BadNote, BadSignature, InvalidProof, TrustspaceError
 from node.home import Home
 from node.merkle import HASH_SIZE, consistency_proof_from, verify_consistency
 from node.peers import Peer
-from node.signednote import Checkpoint, add_signature, open_note
+from node.signednote import Checkpoint, add_signature, note_text, open_note
 
 MAX_HELD_SIZE = 2**63 - 1
 """The largest tree size SQLite can store: a larger one (2^64-1 is valid C2SP) is refused."""
@@ -48,18 +50,23 @@ class AuditService(rpc.AuditServicer):
 
     def ExchangeCheckpoints(self, request: pb.CheckpointExchangeRequest,
                             context: grpc.ServicerContext) -> pb.CheckpointExchangeResponse:
-        caller = current_caller()
-        cosigned = accept_checkpoint(self.home, caller, request.checkpoint,
-                                     request.cosigned_size, [bytes(h) for h in request.consistency])
-        note, checkpoint = latest_checkpoint(self.home)  # covers the checkpoint.cosigned entry
-        proof = proof_from(self.home, request.known_size, checkpoint.size)
-        return pb.CheckpointExchangeResponse(cosigned=cosigned, checkpoint=note,
-                                             consistency=proof)
+        return answer_checkpoints(self.home, current_caller(), request)
 
 
 def exchange_checkpoints(home: Home, client: PeerClient) -> None:
     """The caller's half: swap checkpoints with ``client.peer`` and cosign each other's."""
-    peer = client.peer
+    offered = offer_checkpoints(home, client.peer)
+    take_answer(home, client.peer, offered,
+                client.call(client.audit.ExchangeCheckpoints, offered))
+
+
+# --- the exchange in three steps: offer, answer, take -----------------------------------------
+# A countersignature carries the same steps (connector/outbox_sender.py, provider.py), so a
+# negotiation swaps checkpoints without a round trip of its own.
+
+
+def offer_checkpoints(home: Home, peer: Peer) -> pb.CheckpointExchangeRequest:
+    """The caller's offer: its latest checkpoint, with a proof from what ``peer`` cosigned."""
     note, checkpoint = latest_checkpoint(home)
     cosigned_size = _cosigned_size(home, peer.node_id)
     known_size = _held_size(home, peer.node_id)
@@ -67,15 +74,28 @@ def exchange_checkpoints(home: Home, client: PeerClient) -> None:
         change.conn.execute("INSERT OR IGNORE INTO audit_cosignatures (peer_id, size, "
                             "offered_at) VALUES (?, ?, ?)",
                             (peer.node_id, checkpoint.size, now_ms()))
-    request = pb.CheckpointExchangeRequest(
+    return pb.CheckpointExchangeRequest(
         checkpoint=note, known_size=known_size, cosigned_size=cosigned_size,
         consistency=proof_from(home, cosigned_size, checkpoint.size))
-    response = client.call(client.audit.ExchangeCheckpoints, request)
-    # 1. Our checkpoint, now carrying the peer's cosignature.
-    keep_cosignature(home, peer, note, response.cosigned)
-    # 2. The peer's checkpoint: verified against the newest we hold, cosigned, kept.
-    accept_checkpoint(home, peer, response.checkpoint, known_size,
-                      [bytes(h) for h in response.consistency])
+
+
+def answer_checkpoints(home: Home, caller: Peer,
+                       offered: pb.CheckpointExchangeRequest) -> pb.CheckpointExchangeResponse:
+    """The responder's answer: the caller's checkpoint cosigned, and its own latest one."""
+    cosigned = accept_checkpoint(home, caller, offered.checkpoint, offered.cosigned_size,
+                                 [bytes(h) for h in offered.consistency])
+    note, checkpoint = latest_checkpoint(home)  # covers the checkpoint.cosigned entry
+    return pb.CheckpointExchangeResponse(
+        cosigned=cosigned, checkpoint=note,
+        consistency=proof_from(home, offered.known_size, checkpoint.size))
+
+
+def take_answer(home: Home, peer: Peer, offered: pb.CheckpointExchangeRequest,
+                answer: pb.CheckpointExchangeResponse) -> None:
+    """The caller keeps its cosigned checkpoint and verifies, cosigns and keeps the peer's."""
+    keep_cosignature(home, peer, offered.checkpoint, answer.cosigned)
+    accept_checkpoint(home, peer, answer.checkpoint, offered.known_size,
+                      [bytes(h) for h in answer.consistency])
 
 
 # --- the domain steps ------------------------------------------------------------------------
@@ -86,8 +106,7 @@ def latest_checkpoint(home: Home) -> tuple[str, Checkpoint]:
     note = home.checkpointer.checkpoint_now()
     if note is None:
         raise TrustspaceError("this node's audit log is empty, so it has no checkpoint")
-    opened = open_note(note, {home.node_id: home.keys.signing.verify_key})
-    return note, Checkpoint.parse(opened.text, origin=origin_of(home.node_id))
+    return note, Checkpoint.parse(note_text(note), origin=origin_of(home.node_id))
 
 
 def proof_from(home: Home, old_size: int, new_size: int) -> list[bytes]:
@@ -146,13 +165,13 @@ def accept_checkpoint(home: Home, peer: Peer, note: str, from_size: int,
 
 def keep_cosignature(home: Home, peer: Peer, note: str, cosigned: str) -> None:
     """Keep our checkpoint as ``peer`` cosigned it, after checking both signatures."""
-    ours = open_note(note, {home.node_id: home.keys.signing.verify_key})
-    theirs = open_note(cosigned, {peer.node_id: VerifyKey(peer.card.verify_key)})
-    mine = open_note(cosigned, {home.node_id: home.keys.signing.verify_key})
-    if theirs.text != ours.text or mine.text != ours.text:
+    text = note_text(note)  # our own note, as this node just sent it
+    both = open_note(cosigned, {home.node_id: home.keys.signing.verify_key,
+                                peer.node_id: VerifyKey(peer.card.verify_key)})
+    if both.text != text or set(both.signers) != {home.node_id, peer.node_id}:
         raise BadSignature(f"{peer.name} returned a cosignature of another checkpoint than the "
                            "one this node sent")
-    size = Checkpoint.parse(ours.text).size
+    size = Checkpoint.parse(text).size
     with home.change() as change:
         change.conn.execute(
             "INSERT INTO audit_cosignatures (peer_id, size, note, offered_at, cosigned_at) "
@@ -218,10 +237,12 @@ def _cosigned_size(home: Home, peer_id: str) -> int:
     If a cosigned checkpoint never came back (the answer was lost), the peer may hold our
     newest offered one, or none at all; the peer accepts a proof from any size it holds.
     """
-    row = home.conn.execute(
-        "SELECT coalesce(max(CASE WHEN note IS NOT NULL THEN size END), max(size), 0) "
-        "FROM audit_cosignatures WHERE peer_id = ?", (peer_id,)).fetchone()
-    return int(row[0] or 0)
+    for condition in ("note IS NOT NULL", "1"):  # each a walk down the primary key's end
+        row = home.conn.execute(f"SELECT size FROM audit_cosignatures WHERE peer_id = ? AND "
+                                f"{condition} ORDER BY size DESC LIMIT 1", (peer_id,)).fetchone()
+        if row is not None:
+            return int(row[0])
+    return 0
 
 
 class _StoredLeaves:

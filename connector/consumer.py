@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from connector.pb import trustspace_pb2_grpc as rpc
 from node import negotiation
 from node.agreements import StoredAgreement, load_agreement
 from node.errors import (
+    BadInput,
     ContractRefused,
     EnvelopeTampered,
     MalformedMessage,
@@ -28,7 +30,7 @@ from node.errors import (
 )
 from node.faults import crash_point
 from node.home import Home
-from node.peers import peer_by_id, peer_by_name
+from node.peers import Peer, peer_by_id, peer_by_name
 from node.receive import Receiver, resume_point
 from node.revocation import accept_revocation
 from policies.evaluate import Request
@@ -66,12 +68,17 @@ class NegotiationResult:
 
 
 def negotiate(home: Home, peer_name: str, offer_id: str, request: Request,
-              wait_s: float = 10.0) -> NegotiationResult:
+              wait_s: float = 10.0, client: PeerClient | None = None) -> NegotiationResult:
+    """Request an agreement for ``offer_id`` and, once agreed, countersign it.
+
+    ``client``, an open client to the provider, is used and left open: a caller that
+    negotiates many times keeps one connection instead of opening one per negotiation.
+    """
     provider = peer_by_name(home, peer_name)
     doc = negotiation.make_request(home, provider, offer_id, request)
     request_id = doc.body()["request_id"]
     crash_point("negotiate.requested")
-    with PeerClient(home, provider) as client:
+    with _connected(home, provider, client) as client:
         try:
             response = client.call(client.negotiation.Negotiate,
                                    pb.NegotiateRequest(request=doc_to_pb(doc)))
@@ -88,8 +95,21 @@ def negotiate(home: Home, peer_name: str, offer_id: str, request: Request,
             response = client.call(client.negotiation.RequestStatus,
                                    pb.RequestStatusRequest(request_id=request_id))
             result = _settle(home, client, request_id, response)
-        _exchange(home, client)
+        if result.state != "agreed":  # an agreement swapped checkpoints on its countersignature
+            _exchange(home, client)
     return result
+
+
+@contextmanager
+def _connected(home: Home, peer: Peer, lent: PeerClient | None) -> Iterator[PeerClient]:
+    """The lent client (left open), or a new one closed on the way out."""
+    if lent is None:
+        with PeerClient(home, peer) as client:
+            yield client
+        return
+    if lent.peer.node_id != peer.node_id:
+        raise BadInput(f"the client given is connected to {lent.peer.name}, not to {peer.name}")
+    yield lent
 
 
 def check_request(home: Home, request_id: str) -> NegotiationResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from connector.audit_exchange import offer_checkpoints, take_answer
 from connector.client import PeerClient
 from connector.convert import doc_from_pb, doc_to_pb
 from connector.pb import trustspace_pb2 as pb
@@ -57,8 +58,7 @@ def flush_outbox(home: Home, peer_id: str | None = None, *, force: bool = False,
 def _send(home: Home, client: PeerClient, message: outbox.Message) -> None:
     doc = doc_to_pb(message.doc)
     if message.kind == "countersign":
-        client.call(client.negotiation.Countersign, pb.CountersignRequest(agreement=doc),
-                    SEND_TIMEOUT_S)
+        _countersign(home, client, doc)
     elif message.kind == "receipt":
         ack = client.call(client.receipts.SubmitReceipt, pb.ReceiptRequest(receipt=doc),
                           SEND_TIMEOUT_S)
@@ -70,3 +70,27 @@ def _send(home: Home, client: PeerClient, message: outbox.Message) -> None:
                     SEND_TIMEOUT_S)
     else:  # pragma: no cover — the table's CHECK constraint allows nothing else
         raise ValueError(message.kind)
+
+
+def _countersign(home: Home, client: PeerClient, doc: pb.SignedDocument) -> None:
+    """The countersignature, carrying this node's half of the checkpoint exchange.
+
+    The exchange never fails the countersignature: a checkpoint either side refuses is
+    recorded as ``checkpoint.refused`` by the side that refused it.
+    """
+    try:
+        offered: pb.CheckpointExchangeRequest | None = offer_checkpoints(home, client.peer)
+    except TrustspaceError:
+        offered = None
+    answer = client.call(client.negotiation.Countersign,
+                         pb.CountersignRequest(agreement=doc, checkpoints=offered),
+                         SEND_TIMEOUT_S)
+    if offered is None or not answer.HasField("checkpoints"):
+        if answer.checkpoints_refused:
+            log.info("%s refused this node's checkpoint: %s", client.peer.name,
+                     answer.checkpoints_refused[:300])
+        return
+    try:
+        take_answer(home, client.peer, offered, answer.checkpoints)
+    except TrustspaceError as e:
+        log.info("checkpoint of %s not accepted: %s", client.peer.name, e.code)

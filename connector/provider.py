@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from connector.audit_exchange import answer_checkpoints
 from connector.auth import current_caller
 from connector.convert import STATE_TO_PB, doc_from_pb, doc_to_pb
 from connector.pb import trustspace_pb2 as pb
@@ -16,7 +17,7 @@ from node import delivery, negotiation
 from node.agreements import load_agreement
 from node.datasets import get_dataset
 from node.destruction import accept_receipt
-from node.errors import NotFound
+from node.errors import NotFound, TrustspaceError
 from node.faults import crash_point
 from node.home import Home
 from node.ids import check_id
@@ -67,11 +68,19 @@ class NegotiationService(rpc.NegotiationServicer):
                                                    request.request_id))
 
     def Countersign(self, request: pb.CountersignRequest,
-                    context: grpc.ServicerContext) -> pb.Ack:
+                    context: grpc.ServicerContext) -> pb.CountersignResponse:
+        caller = current_caller()
         doc = doc_from_pb(request.agreement, what="agreement")
-        stored = negotiation.accept_countersignature(self.home, current_caller(), doc)
+        stored = negotiation.accept_countersignature(self.home, caller, doc)
         crash_point("provider.countersigned")
-        return pb.Ack(id=stored.agreement_id)
+        response = pb.CountersignResponse(agreement_id=stored.agreement_id)
+        if request.HasField("checkpoints"):  # the negotiation's checkpoint exchange
+            try:
+                response.checkpoints.CopyFrom(
+                    answer_checkpoints(self.home, caller, request.checkpoints))
+            except TrustspaceError as e:  # recorded; the countersignature stands
+                response.checkpoints_refused = e.message[:300]
+        return response
 
     def AgreementStatus(self, request: pb.AgreementStatusRequest,
                         context: grpc.ServicerContext) -> pb.AgreementStatusResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from node.audit import now_ms
@@ -47,7 +48,11 @@ class Agreement:
     def from_doc(cls, doc: SignedDoc) -> Agreement:
         if doc.type != "agreement":
             raise MalformedMessage(f"expected an agreement document, found {doc.type}")
-        body = doc.body()
+        return _parsed(doc.payload)
+
+    @classmethod
+    def _from_payload(cls, payload: bytes) -> Agreement:
+        body = SignedDoc("agreement", payload).body()
         expected = set(cls.__dataclass_fields__)
         if set(body) != expected:
             raise MalformedMessage("the agreement does not have exactly the agreement fields")
@@ -73,6 +78,13 @@ class Agreement:
         if now >= self.expires_at:
             return f"agreement {self.agreement_id} expired"
         return None
+
+
+@lru_cache(maxsize=1024)
+def _parsed(payload: bytes) -> Agreement:
+    """Agreements parsed by their payload: one agreement's document is read on every step
+    of its life (each call, envelope and read), and an Agreement cannot change."""
+    return Agreement._from_payload(payload)
 
 
 def verify_agreement(doc: SignedDoc, provider: NodeCard, consumer: NodeCard, *,

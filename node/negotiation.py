@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from node.agreements import Agreement, StoredAgreement, load_agreement, verify_agreement
@@ -317,11 +317,14 @@ def accept_countersignature(home: Home, caller: Peer, doc: SignedDoc) -> StoredA
     if stored.state != "awaiting_countersignature":
         return stored  # a retried countersignature changes nothing
     with home.change() as change:
-        change.conn.execute("UPDATE agreements SET document = ?, state = 'active' "
-                            "WHERE agreement_id = ? AND state = 'awaiting_countersignature'",
-                            (doc.to_json(), agreement_id))
-        change.audit.append("agreement.signed", _agreement_entry(agreement, doc, "provider"))
-    return load_agreement(home, agreement_id)
+        activated = change.conn.execute(
+            "UPDATE agreements SET document = ?, state = 'active' WHERE agreement_id = ? AND "
+            "state = 'awaiting_countersignature'", (doc.to_json(), agreement_id)).rowcount
+        if activated:
+            change.audit.append("agreement.signed", _agreement_entry(agreement, doc, "provider"))
+    if not activated:  # revoked or countersigned by another call meanwhile
+        return load_agreement(home, agreement_id)
+    return replace(stored, doc=doc, state="active")
 
 
 # ---- helpers -----------------------------------------------------------------------------

@@ -178,6 +178,15 @@ def open_note(note: str | bytes, known: Mapping[str, VerifyKey]) -> OpenedNote:
     return OpenedNote(text, tuple(verified), tuple(unverified))
 
 
+def note_text(note: str) -> str:
+    """The text of a well-formed note, verifying no signature.
+
+    Only for the node's own notes, read back from its own database: a peer's note is
+    opened with :func:`open_note`.
+    """
+    return _split(note)[0]
+
+
 def _split(note: str) -> tuple[str, tuple[NoteSignature, ...]]:
     """The text and the signature lines of a note, refusing any departure from the format."""
     _check_chars(note, "a signed note")

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onnector/pb/trustspace.proto\x12\rtrustspace.v1\"/\n\tSignature\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"]\n\x0eSignedDocument\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12,\n\nsignatures\x18\x03 \x03(\x0b\x32\x18.trustspace.v1.Signature\"I\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x0f\x61\x63knowledgement\x18\x02 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"\x13\n\x11ListOffersRequest\"w\n\x05Offer\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x03 \x01(\t\x12\r\n\x05terms\x18\x04 \x01(\x0c\x12\x11\n\trow_count\x18\x05 \x01(\x03\x12\x0e\n\x06\x66ields\x18\x06 \x03(\t\":\n\x12ListOffersResponse\x12$\n\x06offers\x18\x01 \x03(\x0b\x32\x14.trustspace.v1.Offer\"B\n\x10NegotiateRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"\xc6\x01\n\x11NegotiateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.trustspace.v1.RequestState\x12\x30\n\tagreement\x18\x03 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"*\n\x14RequestStatusRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"F\n\x12\x43ountersignRequest\x12\x30\n\tagreement\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\".\n\x16\x41greementStatusRequest\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\"q\n\x17\x41greementStatusResponse\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x31\n\nrevocation\x18\x03 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"W\n\x0c\x46\x65tchRequest\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\x1a\n\x12resume_delivery_id\x18\x02 \x01(\t\x12\x15\n\rfrom_sequence\x18\x03 \x01(\x04\";\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\xa3\x01\n\rDeliveryFrame\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocumentH\x00\x12+\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x17.trustspace.v1.EnvelopeH\x00\x12,\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocumentH\x00\x42\x07\n\x05\x66rame\"@\n\x0eReceiptRequest\x12.\n\x07receipt\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"E\n\x10RevocationNotice\x12\x31\n\nrevocation\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"o\n\x19\x43heckpointExchangeRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x12\n\nknown_size\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onsistency\x18\x03 \x03(\x0c\x12\x15\n\rcosigned_size\x18\x04 \x01(\x04\"W\n\x1a\x43heckpointExchangeResponse\x12\x10\n\x08\x63osigned\x18\x01 \x01(\t\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\x12\x13\n\x0b\x63onsistency\x18\x03 \x03(\x0c*~\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_PENDING\x10\x01\x12\x18\n\x14REQUEST_STATE_AGREED\x10\x02\x12\x1a\n\x16REQUEST_STATE_REJECTED\x10\x03\x32\\\n\x07\x43\x61talog\x12Q\n\nListOffers\x12 .trustspace.v1.ListOffersRequest\x1a!.trustspace.v1.ListOffersResponse2\xdd\x02\n\x0bNegotiation\x12N\n\tNegotiate\x12\x1f.trustspace.v1.NegotiateRequest\x1a .trustspace.v1.NegotiateResponse\x12V\n\rRequestStatus\x12#.trustspace.v1.RequestStatusRequest\x1a .trustspace.v1.NegotiateResponse\x12\x44\n\x0b\x43ountersign\x12!.trustspace.v1.CountersignRequest\x1a\x12.trustspace.v1.Ack\x12`\n\x0f\x41greementStatus\x12%.trustspace.v1.AgreementStatusRequest\x1a&.trustspace.v1.AgreementStatusResponse2P\n\x08Transfer\x12\x44\n\x05\x46\x65tch\x12\x1b.trustspace.v1.FetchRequest\x1a\x1c.trustspace.v1.DeliveryFrame0\x01\x32N\n\x08Receipts\x12\x42\n\rSubmitReceipt\x12\x1d.trustspace.v1.ReceiptRequest\x1a\x12.trustspace.v1.Ack2O\n\rNotifications\x12>\n\x07Revoked\x12\x1f.trustspace.v1.RevocationNotice\x1a\x12.trustspace.v1.Ack2s\n\x05\x41udit\x12j\n\x13\x45xchangeCheckpoints\x12(.trustspace.v1.CheckpointExchangeRequest\x1a).trustspace.v1.CheckpointExchangeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x63onnector/pb/trustspace.proto\x12\rtrustspace.v1\"/\n\tSignature\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tsignature\x18\x02 \x01(\x0c\"]\n\x0eSignedDocument\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12,\n\nsignatures\x18\x03 \x03(\x0b\x32\x18.trustspace.v1.Signature\"I\n\x03\x41\x63k\x12\n\n\x02id\x18\x01 \x01(\t\x12\x36\n\x0f\x61\x63knowledgement\x18\x02 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"\x13\n\x11ListOffersRequest\"w\n\x05Offer\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x12\n\ndataset_id\x18\x02 \x01(\t\x12\x16\n\x0e\x63lassification\x18\x03 \x01(\t\x12\r\n\x05terms\x18\x04 \x01(\x0c\x12\x11\n\trow_count\x18\x05 \x01(\x03\x12\x0e\n\x06\x66ields\x18\x06 \x03(\t\":\n\x12ListOffersResponse\x12$\n\x06offers\x18\x01 \x03(\x0b\x32\x14.trustspace.v1.Offer\"B\n\x10NegotiateRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"\xc6\x01\n\x11NegotiateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12*\n\x05state\x18\x02 \x01(\x0e\x32\x1b.trustspace.v1.RequestState\x12\x30\n\tagreement\x18\x03 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12/\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"*\n\x14RequestStatusRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\"\x85\x01\n\x12\x43ountersignRequest\x12\x30\n\tagreement\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\x12=\n\x0b\x63heckpoints\x18\x02 \x01(\x0b\x32(.trustspace.v1.CheckpointExchangeRequest\"\x88\x01\n\x13\x43ountersignResponse\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12>\n\x0b\x63heckpoints\x18\x02 \x01(\x0b\x32).trustspace.v1.CheckpointExchangeResponse\x12\x1b\n\x13\x63heckpoints_refused\x18\x03 \x01(\t\".\n\x16\x41greementStatusRequest\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\"q\n\x17\x41greementStatusResponse\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x31\n\nrevocation\x18\x03 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"W\n\x0c\x46\x65tchRequest\x12\x14\n\x0c\x61greement_id\x18\x01 \x01(\t\x12\x1a\n\x12resume_delivery_id\x18\x02 \x01(\t\x12\x15\n\rfrom_sequence\x18\x03 \x01(\x04\";\n\x08\x45nvelope\x12\x0e\n\x06header\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\"\xa3\x01\n\rDeliveryFrame\x12.\n\x05start\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocumentH\x00\x12+\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x17.trustspace.v1.EnvelopeH\x00\x12,\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocumentH\x00\x42\x07\n\x05\x66rame\"@\n\x0eReceiptRequest\x12.\n\x07receipt\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"E\n\x10RevocationNotice\x12\x31\n\nrevocation\x18\x01 \x01(\x0b\x32\x1d.trustspace.v1.SignedDocument\"o\n\x19\x43heckpointExchangeRequest\x12\x12\n\ncheckpoint\x18\x01 \x01(\t\x12\x12\n\nknown_size\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onsistency\x18\x03 \x03(\x0c\x12\x15\n\rcosigned_size\x18\x04 \x01(\x04\"W\n\x1a\x43heckpointExchangeResponse\x12\x10\n\x08\x63osigned\x18\x01 \x01(\t\x12\x12\n\ncheckpoint\x18\x02 \x01(\t\x12\x13\n\x0b\x63onsistency\x18\x03 \x03(\x0c*~\n\x0cRequestState\x12\x1d\n\x19REQUEST_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15REQUEST_STATE_PENDING\x10\x01\x12\x18\n\x14REQUEST_STATE_AGREED\x10\x02\x12\x1a\n\x16REQUEST_STATE_REJECTED\x10\x03\x32\\\n\x07\x43\x61talog\x12Q\n\nListOffers\x12 .trustspace.v1.ListOffersRequest\x1a!.trustspace.v1.ListOffersResponse2\xed\x02\n\x0bNegotiation\x12N\n\tNegotiate\x12\x1f.trustspace.v1.NegotiateRequest\x1a .trustspace.v1.NegotiateResponse\x12V\n\rRequestStatus\x12#.trustspace.v1.RequestStatusRequest\x1a .trustspace.v1.NegotiateResponse\x12T\n\x0b\x43ountersign\x12!.trustspace.v1.CountersignRequest\x1a\".trustspace.v1.CountersignResponse\x12`\n\x0f\x41greementStatus\x12%.trustspace.v1.AgreementStatusRequest\x1a&.trustspace.v1.AgreementStatusResponse2P\n\x08Transfer\x12\x44\n\x05\x46\x65tch\x12\x1b.trustspace.v1.FetchRequest\x1a\x1c.trustspace.v1.DeliveryFrame0\x01\x32N\n\x08Receipts\x12\x42\n\rSubmitReceipt\x12\x1d.trustspace.v1.ReceiptRequest\x1a\x12.trustspace.v1.Ack2O\n\rNotifications\x12>\n\x07Revoked\x12\x1f.trustspace.v1.RevocationNotice\x1a\x12.trustspace.v1.Ack2s\n\x05\x41udit\x12j\n\x13\x45xchangeCheckpoints\x12(.trustspace.v1.CheckpointExchangeRequest\x1a).trustspace.v1.CheckpointExchangeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'connector.pb.trustspace_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_REQUESTSTATE']._serialized_start=1672
-  _globals['_REQUESTSTATE']._serialized_end=1798
+  _globals['_REQUESTSTATE']._serialized_start=1875
+  _globals['_REQUESTSTATE']._serialized_end=2001
   _globals['_SIGNATURE']._serialized_start=48
   _globals['_SIGNATURE']._serialized_end=95
   _globals['_SIGNEDDOCUMENT']._serialized_start=97
@@ -51,36 +51,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NEGOTIATERESPONSE']._serialized_end=736
   _globals['_REQUESTSTATUSREQUEST']._serialized_start=738
   _globals['_REQUESTSTATUSREQUEST']._serialized_end=780
-  _globals['_COUNTERSIGNREQUEST']._serialized_start=782
-  _globals['_COUNTERSIGNREQUEST']._serialized_end=852
-  _globals['_AGREEMENTSTATUSREQUEST']._serialized_start=854
-  _globals['_AGREEMENTSTATUSREQUEST']._serialized_end=900
-  _globals['_AGREEMENTSTATUSRESPONSE']._serialized_start=902
-  _globals['_AGREEMENTSTATUSRESPONSE']._serialized_end=1015
-  _globals['_FETCHREQUEST']._serialized_start=1017
-  _globals['_FETCHREQUEST']._serialized_end=1104
-  _globals['_ENVELOPE']._serialized_start=1106
-  _globals['_ENVELOPE']._serialized_end=1165
-  _globals['_DELIVERYFRAME']._serialized_start=1168
-  _globals['_DELIVERYFRAME']._serialized_end=1331
-  _globals['_RECEIPTREQUEST']._serialized_start=1333
-  _globals['_RECEIPTREQUEST']._serialized_end=1397
-  _globals['_REVOCATIONNOTICE']._serialized_start=1399
-  _globals['_REVOCATIONNOTICE']._serialized_end=1468
-  _globals['_CHECKPOINTEXCHANGEREQUEST']._serialized_start=1470
-  _globals['_CHECKPOINTEXCHANGEREQUEST']._serialized_end=1581
-  _globals['_CHECKPOINTEXCHANGERESPONSE']._serialized_start=1583
-  _globals['_CHECKPOINTEXCHANGERESPONSE']._serialized_end=1670
-  _globals['_CATALOG']._serialized_start=1800
-  _globals['_CATALOG']._serialized_end=1892
-  _globals['_NEGOTIATION']._serialized_start=1895
-  _globals['_NEGOTIATION']._serialized_end=2244
-  _globals['_TRANSFER']._serialized_start=2246
-  _globals['_TRANSFER']._serialized_end=2326
-  _globals['_RECEIPTS']._serialized_start=2328
-  _globals['_RECEIPTS']._serialized_end=2406
-  _globals['_NOTIFICATIONS']._serialized_start=2408
-  _globals['_NOTIFICATIONS']._serialized_end=2487
-  _globals['_AUDIT']._serialized_start=2489
-  _globals['_AUDIT']._serialized_end=2604
+  _globals['_COUNTERSIGNREQUEST']._serialized_start=783
+  _globals['_COUNTERSIGNREQUEST']._serialized_end=916
+  _globals['_COUNTERSIGNRESPONSE']._serialized_start=919
+  _globals['_COUNTERSIGNRESPONSE']._serialized_end=1055
+  _globals['_AGREEMENTSTATUSREQUEST']._serialized_start=1057
+  _globals['_AGREEMENTSTATUSREQUEST']._serialized_end=1103
+  _globals['_AGREEMENTSTATUSRESPONSE']._serialized_start=1105
+  _globals['_AGREEMENTSTATUSRESPONSE']._serialized_end=1218
+  _globals['_FETCHREQUEST']._serialized_start=1220
+  _globals['_FETCHREQUEST']._serialized_end=1307
+  _globals['_ENVELOPE']._serialized_start=1309
+  _globals['_ENVELOPE']._serialized_end=1368
+  _globals['_DELIVERYFRAME']._serialized_start=1371
+  _globals['_DELIVERYFRAME']._serialized_end=1534
+  _globals['_RECEIPTREQUEST']._serialized_start=1536
+  _globals['_RECEIPTREQUEST']._serialized_end=1600
+  _globals['_REVOCATIONNOTICE']._serialized_start=1602
+  _globals['_REVOCATIONNOTICE']._serialized_end=1671
+  _globals['_CHECKPOINTEXCHANGEREQUEST']._serialized_start=1673
+  _globals['_CHECKPOINTEXCHANGEREQUEST']._serialized_end=1784
+  _globals['_CHECKPOINTEXCHANGERESPONSE']._serialized_start=1786
+  _globals['_CHECKPOINTEXCHANGERESPONSE']._serialized_end=1873
+  _globals['_CATALOG']._serialized_start=2003
+  _globals['_CATALOG']._serialized_end=2095
+  _globals['_NEGOTIATION']._serialized_start=2098
+  _globals['_NEGOTIATION']._serialized_end=2463
+  _globals['_TRANSFER']._serialized_start=2465
+  _globals['_TRANSFER']._serialized_end=2545
+  _globals['_RECEIPTS']._serialized_start=2547
+  _globals['_RECEIPTS']._serialized_end=2625
+  _globals['_NOTIFICATIONS']._serialized_start=2627
+  _globals['_NOTIFICATIONS']._serialized_end=2706
+  _globals['_AUDIT']._serialized_start=2708
+  _globals['_AUDIT']._serialized_end=2823
 # @@protoc_insertion_point(module_scope)

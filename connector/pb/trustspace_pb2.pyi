@@ -97,10 +97,22 @@ class RequestStatusRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ...) -> None: ...
 
 class CountersignRequest(_message.Message):
-    __slots__ = ("agreement",)
+    __slots__ = ("agreement", "checkpoints")
     AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
     agreement: SignedDocument
-    def __init__(self, agreement: _Optional[_Union[SignedDocument, _Mapping]] = ...) -> None: ...
+    checkpoints: CheckpointExchangeRequest
+    def __init__(self, agreement: _Optional[_Union[SignedDocument, _Mapping]] = ..., checkpoints: _Optional[_Union[CheckpointExchangeRequest, _Mapping]] = ...) -> None: ...
+
+class CountersignResponse(_message.Message):
+    __slots__ = ("agreement_id", "checkpoints", "checkpoints_refused")
+    AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTS_REFUSED_FIELD_NUMBER: _ClassVar[int]
+    agreement_id: str
+    checkpoints: CheckpointExchangeResponse
+    checkpoints_refused: str
+    def __init__(self, agreement_id: _Optional[str] = ..., checkpoints: _Optional[_Union[CheckpointExchangeResponse, _Mapping]] = ..., checkpoints_refused: _Optional[str] = ...) -> None: ...
 
 class AgreementStatusRequest(_message.Message):
     __slots__ = ("agreement_id",)

@@ -120,7 +120,7 @@ class NegotiationStub:
         self.Countersign = channel.unary_unary(
                 '/trustspace.v1.Negotiation/Countersign',
                 request_serializer=connector_dot_pb_dot_trustspace__pb2.CountersignRequest.SerializeToString,
-                response_deserializer=connector_dot_pb_dot_trustspace__pb2.Ack.FromString,
+                response_deserializer=connector_dot_pb_dot_trustspace__pb2.CountersignResponse.FromString,
                 _registered_method=True)
         self.AgreementStatus = channel.unary_unary(
                 '/trustspace.v1.Negotiation/AgreementStatus',
@@ -175,7 +175,7 @@ def add_NegotiationServicer_to_server(servicer, server):
             'Countersign': grpc.unary_unary_rpc_method_handler(
                     servicer.Countersign,
                     request_deserializer=connector_dot_pb_dot_trustspace__pb2.CountersignRequest.FromString,
-                    response_serializer=connector_dot_pb_dot_trustspace__pb2.Ack.SerializeToString,
+                    response_serializer=connector_dot_pb_dot_trustspace__pb2.CountersignResponse.SerializeToString,
             ),
             'AgreementStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.AgreementStatus,
@@ -263,7 +263,7 @@ class Negotiation:
             target,
             '/trustspace.v1.Negotiation/Countersign',
             connector_dot_pb_dot_trustspace__pb2.CountersignRequest.SerializeToString,
-            connector_dot_pb_dot_trustspace__pb2.Ack.FromString,
+            connector_dot_pb_dot_trustspace__pb2.CountersignResponse.FromString,
             options,
             channel_credentials,
             insecure,
