@@ -75,6 +75,9 @@ def negotiate(home: Home, peer_name: str, offer_id: str, request: Request,
     negotiates many times keeps one connection instead of opening one per negotiation.
     """
     provider = peer_by_name(home, peer_name)
+    if client is not None and client.peer.node_id != provider.node_id:
+        raise BadInput(f"the client given is connected to {client.peer.name}, not to "
+                       f"{provider.name}")
     doc = negotiation.make_request(home, provider, offer_id, request)
     request_id = doc.body()["request_id"]
     crash_point("negotiate.requested")
@@ -103,13 +106,11 @@ def negotiate(home: Home, peer_name: str, offer_id: str, request: Request,
 @contextmanager
 def _connected(home: Home, peer: Peer, lent: PeerClient | None) -> Iterator[PeerClient]:
     """The lent client (left open), or a new one closed on the way out."""
-    if lent is None:
-        with PeerClient(home, peer) as client:
-            yield client
+    if lent is not None:
+        yield lent
         return
-    if lent.peer.node_id != peer.node_id:
-        raise BadInput(f"the client given is connected to {lent.peer.name}, not to {peer.name}")
-    yield lent
+    with PeerClient(home, peer) as client:
+        yield client
 
 
 def check_request(home: Home, request_id: str) -> NegotiationResult:

@@ -1,0 +1,162 @@
+"""What a negotiation costs on the wire: two authenticated calls, the second of which, the
+countersignature, carries the audit checkpoint exchange; and a client kept open across
+negotiations. The provider runs as ``trustspace serve``; the consumer negotiates in process
+through ``connector.consumer.negotiate``, as an application using the Python API does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from nacl.signing import VerifyKey
+
+from connector.client import PeerClient
+from connector.consumer import negotiate
+from connector.convert import doc_from_pb, doc_to_pb
+from connector.pb import trustspace_pb2 as pb
+from node import negotiation, outbox
+from node.errors import BadInput
+from node.home import Home
+from node.peers import Peer, peer_by_name
+from node.signednote import open_note
+from policies.evaluate import Request
+from tests.conftest import Node
+from tests.integration.conftest import (
+    APP,
+    OFFER_ID,
+    PURPOSE,
+    make_node,
+    one,
+    publish,
+    sql,
+    trust,
+)
+
+REQUEST = Request(purpose=PURPOSE, app=APP)
+
+
+@dataclass
+class Space:
+    provider: Node
+    other: Node
+    consumer: Home
+
+    @property
+    def provider_peer(self) -> Peer:
+        return peer_by_name(self.consumer, "prov")
+
+    def calls_seen(self) -> int:
+        """Authenticated calls the provider accepted from the consumer (one nonce each)."""
+        return int(one(self.provider, "SELECT count(*) FROM seen_nonces WHERE node_id = ?",
+                       self.consumer.node_id))
+
+    def client(self, name: str = "prov") -> PeerClient:
+        return PeerClient(self.consumer, peer_by_name(self.consumer, name))
+
+    def consumer_tables(self) -> dict[str, list[tuple[object, ...]]]:
+        return {t: [tuple(r) for r in self.consumer.conn.execute(f"SELECT * FROM {t}")]
+                for t in ("requests", "agreements", "audit_entries", "outbox")}
+
+    def consumer_one(self, query: str, *params: object) -> object:
+        return self.consumer.conn.execute(query, params).fetchone()[0]
+
+
+@pytest.fixture(scope="module")
+def space(module_dir: Path) -> Iterator[Space]:
+    provider = make_node(module_dir, "prov", "data.qingdao")
+    other = make_node(module_dir, "other", "data.laoshan")
+    consumer = make_node(module_dir, "cons", "finance.qingdao")
+    trust(provider, consumer)
+    trust(other, consumer)
+    trust(consumer, provider, other)
+    publish(provider, module_dir)
+    provider.start()
+    other.start()
+    home = Home.open(consumer.home)
+    try:
+        yield Space(provider, other, home)
+    finally:
+        home.close()
+        provider.stop()
+        other.stop()
+
+
+def test_a_negotiation_is_two_calls_and_swaps_checkpoints(space: Space) -> None:
+    before = space.calls_seen()
+    result = negotiate(space.consumer, "prov", OFFER_ID, REQUEST)
+    assert result.state == "agreed" and result.agreement is not None
+    assert space.calls_seen() - before == 2  # Negotiate, then Countersign with checkpoints
+    agreement_id = result.agreement.agreement_id
+    assert one(space.provider, "SELECT state FROM agreements WHERE agreement_id = ?",
+               agreement_id) == "active"
+    assert not outbox.due(space.consumer, None, force=True)  # the countersignature arrived
+    # The consumer's checkpoint came back cosigned by the provider, which holds it; it
+    # covers the consumer's record of the signed agreement.
+    size, note = space.consumer.conn.execute(
+        "SELECT size, note FROM audit_cosignatures ORDER BY size DESC LIMIT 1").fetchone()
+    keys = {space.consumer.node_id: space.consumer.keys.signing.verify_key,
+            space.provider_peer.node_id: VerifyKey(space.provider_peer.card.verify_key)}
+    assert set(open_note(str(note), keys).signers) == set(keys)
+    assert sql(space.provider, "SELECT max(size) FROM audit_peer_checkpoints WHERE peer_id = ?",
+               space.consumer.node_id) == [(size,)]
+    assert size > int(space.consumer_one(  # type: ignore[call-overload]
+        "SELECT max(seq) FROM audit_entries WHERE kind = 'agreement.signed'"))
+    # The consumer holds the provider's checkpoint, covering the countersignature's entry.
+    held = int(space.consumer_one(  # type: ignore[call-overload]
+        "SELECT max(size) FROM audit_peer_checkpoints WHERE peer_id = ?",
+        space.provider_peer.node_id))
+    [(countersigned_at,)] = sql(
+        space.provider, "SELECT seq FROM audit_entries WHERE kind = 'agreement.signed' AND "
+                        "json_extract(entry, '$.body.agreement') = ?", agreement_id)
+    assert held > countersigned_at
+
+
+def test_one_client_carries_many_negotiations_and_stays_open(space: Space) -> None:
+    with space.client() as client:
+        before = space.calls_seen()
+        results = [negotiate(space.consumer, "prov", OFFER_ID, REQUEST, client=client)
+                   for _ in range(3)]
+        assert [r.state for r in results] == ["agreed"] * 3
+        assert space.calls_seen() - before == 6
+        offers = client.call(client.catalog.ListOffers, pb.ListOffersRequest()).offers
+        assert [o.offer_id for o in offers] == [OFFER_ID]  # the lent client is still open
+
+
+def test_a_client_connected_to_another_peer_is_refused_and_changes_nothing(
+        space: Space) -> None:
+    before = space.consumer_tables()
+    with space.client("other") as client, pytest.raises(BadInput) as refused:
+        negotiate(space.consumer, "prov", OFFER_ID, REQUEST, client=client)
+    assert refused.value.message == "the client given is connected to other, not to prov"
+    assert space.consumer_tables() == before
+
+
+@pytest.mark.parametrize("checkpoint", [
+    pytest.param("", id="empty note"),
+    pytest.param("not a signed note\n", id="not a note"),
+    pytest.param("trustspace/x\n1\nAAAA\n\n— x AAAA\n", id="signature of an unknown key"),
+])
+def test_a_refused_checkpoint_does_not_refuse_the_countersignature(
+        space: Space, checkpoint: str) -> None:
+    provider = space.provider_peer
+    request = negotiation.make_request(space.consumer, provider, OFFER_ID, REQUEST)
+    with space.client() as client:
+        answer = client.call(client.negotiation.Negotiate,
+                             pb.NegotiateRequest(request=doc_to_pb(request)))
+        stored = negotiation.accept_agreement(
+            space.consumer, provider, request.body()["request_id"],
+            doc_from_pb(answer.agreement, what="agreement"),
+            doc_from_pb(answer.decision, what="decision"))
+        cosigned_before = len(sql(space.provider, "SELECT 1 FROM audit_entries WHERE kind = "
+                                                  "'checkpoint.cosigned'"))
+        response = client.call(client.negotiation.Countersign, pb.CountersignRequest(
+            agreement=doc_to_pb(stored.doc),
+            checkpoints=pb.CheckpointExchangeRequest(checkpoint=checkpoint)))
+    assert response.agreement_id == stored.agreement_id
+    assert response.checkpoints_refused and not response.HasField("checkpoints")
+    assert one(space.provider, "SELECT state FROM agreements WHERE agreement_id = ?",
+               stored.agreement_id) == "active"
+    assert len(sql(space.provider, "SELECT 1 FROM audit_entries WHERE kind = "
+                                   "'checkpoint.cosigned'")) == cosigned_before
