@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NoReturn
 
 import grpc
 from nacl.signing import VerifyKey
@@ -33,7 +35,7 @@ from connector.pb import trustspace_pb2_grpc as rpc
 from node.audit import now_ms
 from node.checkpoints import frontier_at, origin_of
 from node.errors import BadNote, BadSignature, InvalidProof, TrustspaceError
-from node.home import Home
+from node.home import Change, Home
 from node.merkle import HASH_SIZE, consistency_proof_from, verify_consistency
 from node.peers import Peer
 from node.signednote import Checkpoint, add_signature, note_text, open_note
@@ -67,10 +69,10 @@ def exchange_checkpoints(home: Home, client: PeerClient) -> None:
 
 def offer_checkpoints(home: Home, peer: Peer) -> pb.CheckpointExchangeRequest:
     """The caller's offer: its latest checkpoint, with a proof from what ``peer`` cosigned."""
-    note, checkpoint = latest_checkpoint(home)
     cosigned_size = _cosigned_size(home, peer.node_id)
     known_size = _held_size(home, peer.node_id)
     with home.change() as change:
+        note, checkpoint = _checkpoint_now(home, change)
         change.conn.execute("INSERT OR IGNORE INTO audit_cosignatures (peer_id, size, "
                             "offered_at) VALUES (?, ?, ?)",
                             (peer.node_id, checkpoint.size, now_ms()))
@@ -82,30 +84,40 @@ def offer_checkpoints(home: Home, peer: Peer) -> pb.CheckpointExchangeRequest:
 def answer_checkpoints(home: Home, caller: Peer,
                        offered: pb.CheckpointExchangeRequest) -> pb.CheckpointExchangeResponse:
     """The responder's answer: the caller's checkpoint cosigned, and its own latest one."""
-    cosigned = accept_checkpoint(home, caller, offered.checkpoint, offered.cosigned_size,
-                                 [bytes(h) for h in offered.consistency])
-    note, checkpoint = latest_checkpoint(home)  # covers the checkpoint.cosigned entry
+    theirs = _PeerCheckpoint.open(home, caller, offered.checkpoint, offered.cosigned_size,
+                                  [bytes(h) for h in offered.consistency])
+    with home.change() as change:
+        cosigned, refusal = theirs.keep(change)
+        if refusal is None:  # ours covers the checkpoint.cosigned entry just written
+            note, ours = _checkpoint_now(home, change)
+    if refusal is not None:
+        theirs.refuse(home, refusal)
     return pb.CheckpointExchangeResponse(
         cosigned=cosigned, checkpoint=note,
-        consistency=proof_from(home, offered.known_size, checkpoint.size))
+        consistency=proof_from(home, offered.known_size, ours.size))
 
 
 def take_answer(home: Home, peer: Peer, offered: pb.CheckpointExchangeRequest,
                 answer: pb.CheckpointExchangeResponse) -> None:
     """The caller keeps its cosigned checkpoint and verifies, cosigns and keeps the peer's."""
-    keep_cosignature(home, peer, offered.checkpoint, answer.cosigned)
-    accept_checkpoint(home, peer, answer.checkpoint, offered.known_size,
-                      [bytes(h) for h in answer.consistency])
+    size = _cosigned_checkpoint_size(home, peer, offered.checkpoint, answer.cosigned)
+    theirs = _PeerCheckpoint.open(home, peer, answer.checkpoint, offered.known_size,
+                                  [bytes(h) for h in answer.consistency])
+    with home.change() as change:
+        _keep_cosignature(change, peer, size, answer.cosigned)
+        _, refusal = theirs.keep(change)
+    if refusal is not None:
+        theirs.refuse(home, refusal)
 
 
 # --- the domain steps ------------------------------------------------------------------------
 
 
-def latest_checkpoint(home: Home) -> tuple[str, Checkpoint]:
-    """This node's checkpoint covering every entry so far, and what it says."""
-    note = home.checkpointer.checkpoint_now()
-    if note is None:
+def _checkpoint_now(home: Home, change: Change) -> tuple[str, Checkpoint]:
+    size = change.audit.size()
+    if size == 0:
         raise TrustspaceError("this node's audit log is empty, so it has no checkpoint")
+    note = home.checkpointer.write(change.conn, size)
     return note, Checkpoint.parse(note_text(note), origin=origin_of(home.node_id))
 
 
@@ -128,56 +140,92 @@ def accept_checkpoint(home: Home, peer: Peer, note: str, from_size: int,
     Returns the note with this node's cosignature. A checkpoint that contradicts a held
     one is recorded as ``checkpoint.refused`` and refused with :class:`InvalidProof`.
     """
-    # 1. Signed by the peer, for the peer's log.
-    key = VerifyKey(peer.card.verify_key)
-    opened = open_note(note, {peer.node_id: key})
-    checkpoint = Checkpoint.parse(opened.text, origin=origin_of(peer.node_id))
-    if checkpoint.size > MAX_HELD_SIZE:
-        raise BadNote(f"the checkpoint of {peer.name} has tree size {checkpoint.size}; a size "
-                      f"this node can hold is at most 2^63-1")
-    cosigned = add_signature(note, home.node_id, home.keys.signing)
-    refusal: tuple[str, str, int] | None = None
+    theirs = _PeerCheckpoint.open(home, peer, note, from_size, proof)
     with home.change() as change:
-        held = _held(change.conn, peer.node_id, checkpoint.size, from_size)
+        cosigned, refusal = theirs.keep(change)
+    if refusal is not None:
+        theirs.refuse(home, refusal)
+    return cosigned
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    reason: str
+    held_note: str
+    held_size: int
+
+
+@dataclass(frozen=True)
+class _PeerCheckpoint:
+    """A peer's checkpoint whose signature verified, on its way to being kept or refused."""
+
+    peer: Peer
+    note: str
+    checkpoint: Checkpoint
+    cosigned: str  # the note with this node's cosignature
+    from_size: int
+    proof: Sequence[bytes]
+
+    @classmethod
+    def open(cls, home: Home, peer: Peer, note: str, from_size: int,
+             proof: Sequence[bytes]) -> _PeerCheckpoint:
+        """1. Signed by the peer, for the peer's log (checked before any write lock)."""
+        opened = open_note(note, {peer.node_id: VerifyKey(peer.card.verify_key)})
+        checkpoint = Checkpoint.parse(opened.text, origin=origin_of(peer.node_id))
+        if checkpoint.size > MAX_HELD_SIZE:
+            raise BadNote(f"the checkpoint of {peer.name} has tree size {checkpoint.size}; a "
+                          f"size this node can hold is at most 2^63-1")
+        return cls(peer, note, checkpoint, add_signature(note, home.node_id, home.keys.signing),
+                   from_size, proof)
+
+    def keep(self, change: Change) -> tuple[str, _Refusal | None]:
+        """2. Consistent with what is held — one root per size, never smaller, a valid
+        proof — then kept and recorded; returns the cosigned note, or why not."""
+        peer_id, checkpoint = self.peer.node_id, self.checkpoint
+        held = _held(change.conn, peer_id, checkpoint.size, self.from_size)
         same = held.get(checkpoint.size)
         if same is not None and same[0] == checkpoint.root:
-            return same[1]  # held already: nothing new to record
-        # 2. Consistent with what is held: one root per size, never smaller, a valid proof.
-        refusal = _contradiction(held, checkpoint, from_size, proof)
-        if refusal is None:
-            stored_from = from_size if held else 0
-            change.conn.execute(
-                "INSERT INTO audit_peer_checkpoints (peer_id, size, root, note, received_at, "
-                "proof_from, proof) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (peer.node_id, checkpoint.size, checkpoint.root, cosigned, now_ms(),
-                 stored_from, b"".join(proof) if held else b""))
-            change.audit.append("checkpoint.cosigned", {
-                "peer": peer.node_id, "size": checkpoint.size, "root": checkpoint.root.hex()})
-    if refusal is None:
-        return cosigned
-    reason, held_note, held_size = refusal
-    home.record("checkpoint.refused", {
-        "peer": peer.node_id, "reason": reason[:300], "size": checkpoint.size,
-        "root": checkpoint.root.hex(), "held_size": held_size, "held": held_note,
-        "offered": note, "proof_from": from_size, "proof": [h.hex() for h in proof]})
-    raise InvalidProof(f"the checkpoint of {peer.name} contradicts one this node holds: {reason}")
+            return same[1], None  # held already: nothing new to record
+        refusal = _contradiction(held, checkpoint, self.from_size, self.proof)
+        if refusal is not None:
+            return self.cosigned, _Refusal(*refusal)
+        change.conn.execute(
+            "INSERT INTO audit_peer_checkpoints (peer_id, size, root, note, received_at, "
+            "proof_from, proof) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (peer_id, checkpoint.size, checkpoint.root, self.cosigned, now_ms(),
+             self.from_size if held else 0, b"".join(self.proof) if held else b""))
+        change.audit.append("checkpoint.cosigned", {
+            "peer": peer_id, "size": checkpoint.size, "root": checkpoint.root.hex()})
+        return self.cosigned, None
+
+    def refuse(self, home: Home, refusal: _Refusal) -> NoReturn:
+        """Record the contradiction with both notes, the evidence of a fork, and refuse."""
+        home.record("checkpoint.refused", {
+            "peer": self.peer.node_id, "reason": refusal.reason[:300],
+            "size": self.checkpoint.size, "root": self.checkpoint.root.hex(),
+            "held_size": refusal.held_size, "held": refusal.held_note, "offered": self.note,
+            "proof_from": self.from_size, "proof": [h.hex() for h in self.proof]})
+        raise InvalidProof(f"the checkpoint of {self.peer.name} contradicts one this node "
+                           f"holds: {refusal.reason}")
 
 
-def keep_cosignature(home: Home, peer: Peer, note: str, cosigned: str) -> None:
-    """Keep our checkpoint as ``peer`` cosigned it, after checking both signatures."""
+def _cosigned_checkpoint_size(home: Home, peer: Peer, note: str, cosigned: str) -> int:
+    """The size of our checkpoint ``note``, once ``cosigned`` is it signed by us both."""
     text = note_text(note)  # our own note, as this node just sent it
     both = open_note(cosigned, {home.node_id: home.keys.signing.verify_key,
                                 peer.node_id: VerifyKey(peer.card.verify_key)})
     if both.text != text or set(both.signers) != {home.node_id, peer.node_id}:
         raise BadSignature(f"{peer.name} returned a cosignature of another checkpoint than the "
                            "one this node sent")
-    size = Checkpoint.parse(text).size
-    with home.change() as change:
-        change.conn.execute(
-            "INSERT INTO audit_cosignatures (peer_id, size, note, offered_at, cosigned_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id, size) DO UPDATE SET "
-            "note = excluded.note, cosigned_at = excluded.cosigned_at",
-            (peer.node_id, size, cosigned, now_ms(), now_ms()))
+    return Checkpoint.parse(text).size
+
+
+def _keep_cosignature(change: Change, peer: Peer, size: int, cosigned: str) -> None:
+    change.conn.execute(
+        "INSERT INTO audit_cosignatures (peer_id, size, note, offered_at, cosigned_at) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (peer_id, size) DO UPDATE SET "
+        "note = excluded.note, cosigned_at = excluded.cosigned_at",
+        (peer.node_id, size, cosigned, now_ms(), now_ms()))
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -218,10 +266,10 @@ def _held(conn: sqlite3.Connection, peer_id: str, size: int,
     """
     if not 0 <= from_size <= MAX_HELD_SIZE:  # no such size is held (nor fits SQLite)
         from_size = -1
-    rows = conn.execute(
-        "SELECT size, root, note FROM audit_peer_checkpoints WHERE peer_id = ? AND "
-        "(size IN (?, ?) OR size = (SELECT max(size) FROM audit_peer_checkpoints "
-        "WHERE peer_id = ?))", (peer_id, size, from_size, peer_id)).fetchall()
+    rows = conn.execute(  # three look-ups in the primary key (an OR here would scan them all)
+        "SELECT size, root, note FROM audit_peer_checkpoints WHERE peer_id = ? AND size IN "
+        "(?, ?, (SELECT max(size) FROM audit_peer_checkpoints WHERE peer_id = ?))",
+        (peer_id, size, from_size, peer_id)).fetchall()
     return {int(held): (bytes(root), str(note)) for held, root, note in rows}
 
 

@@ -287,6 +287,10 @@ class Checkpoint:
 # --- helpers -----------------------------------------------------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+_NOT_IN_NAME = re.compile(r"[\s+\x00-\x1f]")  # \s: str.isspace()'s Unicode spaces
+
+
 def _check_text(text: str) -> None:
     _check_chars(text, "a note text")
     if not text.endswith("\n"):
@@ -299,15 +303,15 @@ def _check_chars(value: str, what: str) -> None:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise BadNote(f"{what} must be valid UTF-8") from None
-    for ch in value:
-        if ch < " " and ch != "\n":
-            raise BadNote(f"{what} may hold no control character but newline; found "
-                          f"U+{ord(ch):04X}")
+    control = _CONTROL.search(value)
+    if control is not None:
+        raise BadNote(f"{what} may hold no control character but newline; found "
+                      f"U+{ord(control.group()):04X}")
 
 
 def _valid_name(name: str) -> bool:
     """Non-empty, no Unicode space, no '+', no control character."""
-    return bool(name) and not any(ch.isspace() or ch == "+" or ch < " " for ch in name)
+    return bool(name) and _NOT_IN_NAME.search(name) is None
 
 
 def _check_name(name: str) -> None:
