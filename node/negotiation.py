@@ -10,6 +10,7 @@ activates the agreement. Each step stores its state and its audit entry in one t
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 from dataclasses import dataclass, replace
@@ -20,6 +21,7 @@ from node.audit import now_ms
 from node.datasets import get_dataset
 from node.documents import SignedDoc
 from node.errors import (
+    BadSignature,
     ContractRefused,
     DomainRefused,
     MalformedMessage,
@@ -313,7 +315,16 @@ def accept_countersignature(home: Home, caller: Peer, doc: SignedDoc) -> StoredA
     if doc.payload != stored.doc.payload:
         raise ContractRefused(f"the countersigned agreement {agreement_id} differs from the "
                               "one this node signed")
-    agreement = verify_agreement(doc, home.card(), caller.card, countersigned=True)
+    # The payload is the one this node signed, so its own signature must be the very bytes
+    # it stored (Ed25519 is deterministic): compared, not verified again.
+    what = f"agreement {agreement_id}"
+    own = doc.signatures.get(home.node_id)
+    if own is None:
+        raise BadSignature(f"{what} (provider) is not signed by {home.node_id}")
+    if not hmac.compare_digest(own, stored.doc.signatures[home.node_id]):
+        raise BadSignature(f"the signature on {what} (provider) does not verify")
+    doc.verify(caller.node_id, caller.card.verify_key, what=f"{what} (consumer)")
+    agreement = stored.agreement
     if stored.state != "awaiting_countersignature":
         return stored  # a retried countersignature changes nothing
     with home.change() as change:

@@ -13,7 +13,13 @@ from typing import Any
 
 import pytest
 
-from connector.audit_exchange import accept_checkpoint, exchange_checkpoints
+from connector.audit_exchange import (
+    accept_checkpoint,
+    answer_checkpoints,
+    exchange_checkpoints,
+    offer_checkpoints,
+    take_answer,
+)
 from connector.client import PeerClient
 from connector.pb import trustspace_pb2 as pb
 from connector.server import create_server
@@ -25,7 +31,7 @@ from node.errors import BadSignature, InvalidProof
 from node.home import DB_FILE, Home
 from node.identity import NodeKeys
 from node.peers import add_peer, peer_by_id
-from node.signednote import Checkpoint, open_note, sign_note
+from node.signednote import Checkpoint, add_signature, note_text, open_note, sign_note
 
 
 def _free_port() -> int:
@@ -190,3 +196,47 @@ def test_a_node_that_rewrites_its_history_is_refused_and_caught(pair: Pair) -> N
     assert ("checkpoint.fork", b_log) in {(f.rule, f.log) for f in result.findings}
     assert ("checkpoint.refused", str(pair.tmp / "bank.jsonl")) in \
         {(f.rule, f.log) for f in result.findings}
+
+
+def _flip_line(note: str, signer: Home) -> str:
+    """``note`` with one base64 character of ``signer``'s signature line changed."""
+    lines = note.split("\n")
+    index = next(i for i, line in enumerate(lines) if line.startswith(f"— {signer.node_id} "))
+    line = lines[index]
+    lines[index] = line[:-3] + ("A" if line[-3] != "A" else "B") + line[-2:]
+    return "\n".join(lines)
+
+
+COSIGNATURE_CASES = {
+    "another text, both signing": lambda pair, note, good: add_signature(
+        sign_note(Checkpoint(f"trustspace/{pair.a.node_id}", 10**6, bytes(32)).to_text(),
+                  pair.a.node_id, pair.a.keys.signing), pair.b.node_id, pair.b.keys.signing),
+    "the text signed by the peer alone": lambda pair, note, good: sign_note(
+        note_text(note), pair.b.node_id, pair.b.keys.signing),
+    "our signature line altered": lambda pair, note, good: _flip_line(good, pair.a),
+    "the peer's signature line altered": lambda pair, note, good: _flip_line(good, pair.b),
+}
+
+
+@pytest.mark.parametrize("case", COSIGNATURE_CASES.values(), ids=COSIGNATURE_CASES.keys())
+def test_a_returned_cosignature_that_is_not_of_our_checkpoint_is_refused(
+        pair: Pair, case: Any) -> None:
+    peer_b = peer_by_id(pair.a, pair.b.node_id)
+    offered = offer_checkpoints(pair.a, peer_b)
+    answer = answer_checkpoints(pair.b, peer_by_id(pair.b, pair.a.node_id), offered)
+    tables = "SELECT * FROM audit_cosignatures UNION ALL SELECT peer_id, size, note, 0, 0 " \
+             "FROM audit_peer_checkpoints"
+    before = _rows(pair.a, tables)
+    answer.cosigned = case(pair, offered.checkpoint, answer.cosigned)
+    with pytest.raises(BadSignature):
+        take_answer(pair.a, peer_b, offered, answer)
+    assert _rows(pair.a, tables) == before
+
+
+def test_a_returned_cosignature_of_our_checkpoint_is_kept(pair: Pair) -> None:
+    peer_b = peer_by_id(pair.a, pair.b.node_id)
+    offered = offer_checkpoints(pair.a, peer_b)
+    answer = answer_checkpoints(pair.b, peer_by_id(pair.b, pair.a.node_id), offered)
+    take_answer(pair.a, peer_b, offered, answer)
+    [(note,)] = _rows(pair.a, "SELECT note FROM audit_cosignatures")
+    assert note == answer.cosigned

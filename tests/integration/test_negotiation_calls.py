@@ -5,9 +5,11 @@ through ``connector.consumer.negotiate``, as an application using the Python API
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nacl.signing import VerifyKey
@@ -17,7 +19,9 @@ from connector.consumer import negotiate
 from connector.convert import doc_from_pb, doc_to_pb
 from connector.pb import trustspace_pb2 as pb
 from node import negotiation, outbox
-from node.errors import BadInput
+from node.agreements import StoredAgreement
+from node.documents import SignedDoc
+from node.errors import BadInput, TrustspaceError
 from node.home import Home
 from node.peers import Peer, peer_by_name
 from node.signednote import open_note
@@ -133,6 +137,19 @@ def test_a_client_connected_to_another_peer_is_refused_and_changes_nothing(
     assert space.consumer_tables() == before
 
 
+def _awaiting_countersignature(space: Space, client: PeerClient) -> StoredAgreement:
+    """An agreement the provider signed and the consumer accepted, not yet countersigned
+    at the provider (its countersignature waits in the consumer's outbox)."""
+    provider = space.provider_peer
+    request = negotiation.make_request(space.consumer, provider, OFFER_ID, REQUEST)
+    answer = client.call(client.negotiation.Negotiate,
+                         pb.NegotiateRequest(request=doc_to_pb(request)))
+    return negotiation.accept_agreement(
+        space.consumer, provider, request.body()["request_id"],
+        doc_from_pb(answer.agreement, what="agreement"),
+        doc_from_pb(answer.decision, what="decision"))
+
+
 @pytest.mark.parametrize("checkpoint", [
     pytest.param("", id="empty note"),
     pytest.param("not a signed note\n", id="not a note"),
@@ -140,15 +157,8 @@ def test_a_client_connected_to_another_peer_is_refused_and_changes_nothing(
 ])
 def test_a_refused_checkpoint_does_not_refuse_the_countersignature(
         space: Space, checkpoint: str) -> None:
-    provider = space.provider_peer
-    request = negotiation.make_request(space.consumer, provider, OFFER_ID, REQUEST)
     with space.client() as client:
-        answer = client.call(client.negotiation.Negotiate,
-                             pb.NegotiateRequest(request=doc_to_pb(request)))
-        stored = negotiation.accept_agreement(
-            space.consumer, provider, request.body()["request_id"],
-            doc_from_pb(answer.agreement, what="agreement"),
-            doc_from_pb(answer.decision, what="decision"))
+        stored = _awaiting_countersignature(space, client)
         cosigned_before = len(sql(space.provider, "SELECT 1 FROM audit_entries WHERE kind = "
                                                   "'checkpoint.cosigned'"))
         response = client.call(client.negotiation.Countersign, pb.CountersignRequest(
@@ -160,3 +170,54 @@ def test_a_refused_checkpoint_does_not_refuse_the_countersignature(
                stored.agreement_id) == "active"
     assert len(sql(space.provider, "SELECT 1 FROM audit_entries WHERE kind = "
                                    "'checkpoint.cosigned'")) == cosigned_before
+
+
+def _resigned(doc: SignedDoc, node_id: str, signature: bytes | None) -> SignedDoc:
+    signatures = {k: v for k, v in doc.signatures.items() if k != node_id}
+    if signature is not None:
+        signatures[node_id] = signature
+    return SignedDoc(doc.type, doc.payload, signatures)
+
+
+def _flipped(signature: bytes) -> bytes:
+    return bytes([signature[0] ^ 1]) + signature[1:]
+
+
+TAMPERED = {  # (change to the countersigned document, the refusal's message ends with)
+    "the provider's signature removed": (
+        lambda doc, space: _resigned(doc, space.provider_peer.node_id, None),
+        "(provider) is not signed by {provider}"),
+    "the provider's signature altered": (
+        lambda doc, space: _resigned(doc, space.provider_peer.node_id,
+                                     _flipped(doc.signatures[space.provider_peer.node_id])),
+        "(provider) does not verify"),
+    "the consumer's signature removed": (
+        lambda doc, space: _resigned(doc, space.consumer.node_id, None),
+        "(consumer) is not signed by {consumer}"),
+    "the consumer's signature altered": (
+        lambda doc, space: _resigned(doc, space.consumer.node_id,
+                                     _flipped(doc.signatures[space.consumer.node_id])),
+        "(consumer) does not verify"),
+    "another payload": (
+        lambda doc, space: SignedDoc(doc.type, re.sub(  # one more read, still canonical
+            rb'"max_reads":(\d+)', lambda m: b'"max_reads":%d' % (int(m[1]) + 1), doc.payload),
+            doc.signatures),
+        "differs from the one this node signed"),
+}
+
+
+@pytest.mark.parametrize("tamper, message", TAMPERED.values(), ids=TAMPERED.keys())
+def test_a_tampered_countersignature_is_refused_and_changes_nothing(
+        space: Space, tamper: Any, message: str) -> None:
+    with space.client() as client:
+        stored = _awaiting_countersignature(space, client)
+        entries = int(one(space.provider, "SELECT count(*) FROM audit_entries"))
+        with pytest.raises(TrustspaceError) as refused:
+            client.call(client.negotiation.Countersign, pb.CountersignRequest(
+                agreement=doc_to_pb(tamper(stored.doc, space))))
+    assert refused.value.message.endswith(message.format(
+        provider=space.provider_peer.node_id, consumer=space.consumer.node_id)), \
+        refused.value.message
+    assert one(space.provider, "SELECT state FROM agreements WHERE agreement_id = ?",
+               stored.agreement_id) == "awaiting_countersignature"
+    assert int(one(space.provider, "SELECT count(*) FROM audit_entries")) == entries
