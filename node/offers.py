@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from node.canonical import canonical_json
@@ -62,6 +64,10 @@ def offers_for_domain(home: Home, domain: str) -> list[Offer]:
 
 
 def _offer(row: tuple[str, str, str, int]) -> Offer:
-    import json
+    return Offer(row[0], row[1], _terms(row[2]), row[3])
 
-    return Offer(row[0], row[1], Terms.from_dict(json.loads(row[2])), row[3])
+
+@lru_cache(maxsize=256)
+def _terms(text: str) -> Terms:
+    """Stored terms parsed once per text: every negotiation and catalog call reads them."""
+    return Terms.from_dict(json.loads(text))
