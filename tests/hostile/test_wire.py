@@ -35,13 +35,11 @@ from tests.hostile.world import (
     Served,
     Watch,
     World,
-    audit_since,
-    audit_size,
     method_path,
-    read_db,
     rpc_error,
     state,
 )
+from tests.node_db import audit_since, audit_size, read_db
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 DENIED = grpc.StatusCode.PERMISSION_DENIED

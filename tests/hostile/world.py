@@ -9,7 +9,6 @@ identity serializers so nothing on our side re-encodes them.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,13 @@ from connector.server import create_server
 from node.audit_format import AuditEntry
 from node.config import Config
 from node.datasets import add_dataset
-from node.home import DB_FILE, Home
+from node.home import Home
 from node.offers import add_offer
 from node.peers import add_peer
 from policies.evaluate import Request
+from tests import node_db
 from tests.conftest import free_port, write_companies, write_policy
+from tests.node_db import audit_since, audit_size
 
 OFFER_ID = "companies-credit"
 DATASET_ID = "companies"
@@ -45,6 +46,11 @@ NEGOTIATION_REFUSAL_KINDS = REFUSAL_KINDS | {"negotiation.requested", "negotiati
 # Tables a refused call may still touch: the log itself, its checkpoints, and the nonce of an
 # authenticated call (replay protection must hold for refused calls too).
 VOLATILE_TABLES = ("audit_entries", "audit_checkpoints", "seen_nonces")
+
+
+def state(path: Path, volatile: tuple[str, ...] = VOLATILE_TABLES) -> dict[str, list[str]]:
+    """Every row of every table but the log's and the nonces a refused call may add."""
+    return node_db.state(path, volatile)
 
 
 def method_path(service: str, name: str) -> str:
@@ -151,39 +157,6 @@ class World:
 
 
 # ---- looking inside a node's database -------------------------------------------------------
-def read_db(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path / DB_FILE}?mode=ro", uri=True, timeout=30)
-
-
-def state(path: Path, volatile: tuple[str, ...] = VOLATILE_TABLES) -> dict[str, list[str]]:
-    """Every row of every table but ``volatile`` ones, to show a refusal changed nothing."""
-    conn = read_db(path)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = "
-                                             "'table' ORDER BY name") if r[0] not in volatile]
-        return {t: sorted(repr(row) for row in conn.execute(f'SELECT * FROM "{t}"'))
-                for t in tables}
-    finally:
-        conn.close()
-
-
-def audit_size(path: Path) -> int:
-    conn = read_db(path)
-    try:
-        return int(conn.execute("SELECT count(*) FROM audit_entries").fetchone()[0])
-    finally:
-        conn.close()
-
-
-def audit_since(path: Path, seq: int) -> list[AuditEntry]:
-    conn = read_db(path)
-    try:
-        return [AuditEntry.decode(row[0]) for row in conn.execute(
-            "SELECT entry FROM audit_entries WHERE seq >= ? ORDER BY seq", (seq,))]
-    finally:
-        conn.close()
-
-
 class Watch:
     """What a node holds before a hostile call, to compare with what it holds after."""
 

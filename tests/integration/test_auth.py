@@ -9,7 +9,6 @@ seen nonces.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,12 +27,12 @@ from connector.pb import trustspace_pb2 as pb
 from connector.pb import trustspace_pb2_grpc as rpc
 from connector.server import create_server
 from connector.status import ERROR_KEY
-from node.audit_format import AuditEntry
 from node.canonical import b64
 from node.config import Config
-from node.home import DB_FILE, Home
+from node.home import Home
 from node.identity import NodeCard, NodeKeys, SignedCard
 from node.peers import add_peer, remove_peer
+from tests.node_db import audit_since, audit_size, state
 
 LIST_OFFERS = "/trustspace.v1.Catalog/ListOffers"
 REQUEST_STATUS = "/trustspace.v1.Negotiation/RequestStatus"
@@ -115,39 +114,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
 
 # ---- reading the provider's database from outside ----------------------------------------
-def read_db(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path / DB_FILE}?mode=ro", uri=True)
-
-
-def state(path: Path) -> dict[str, list[str]]:
-    """Every row of every table except the audit log itself."""
-    conn = read_db(path)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                  if r[0] not in ("audit_entries", "audit_checkpoints")]
-        return {t: sorted(repr(row) for row in conn.execute(f'SELECT * FROM "{t}"'))
-                for t in tables}
-    finally:
-        conn.close()
-
-
-def audit_since(path: Path, seq: int) -> list[AuditEntry]:
-    conn = read_db(path)
-    try:
-        return [AuditEntry.decode(row[0]) for row in conn.execute(
-            "SELECT entry FROM audit_entries WHERE seq >= ? ORDER BY seq", (seq,))]
-    finally:
-        conn.close()
-
-
-def audit_size(path: Path) -> int:
-    conn = read_db(path)
-    try:
-        return int(conn.execute("SELECT count(*) FROM audit_entries").fetchone()[0])
-    finally:
-        conn.close()
-
-
 # ---- calling ---------------------------------------------------------------------------------
 def call(channel: grpc.Channel, method: str, request: Message, metadata: Metadata) -> Any:
     if method == LIST_OFFERS:
