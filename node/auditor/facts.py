@@ -15,7 +15,9 @@ import re
 from array import array
 from binascii import unhexlify
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from node.auditor.findings import Finding
@@ -33,12 +35,8 @@ _STR = rb'"([^"\\\x00-\x1f]*)"'
 _BODY = (rb'\{"agreement":' + _STR + rb',"delivery":' + _STR + rb',"digest":"([0-9a-f]{64})",'
          rb'"fields":\[((?:"[^"\\\x00-\x1f]*"(?:,"[^"\\\x00-\x1f]*")*)?)\],'
          rb'"prev":"((?:[0-9a-f]{64})?)","rows":(0|[1-9][0-9]{0,17}),"seq":(0|[1-9][0-9]{0,17})\}')
-_ENVELOPE = re.compile(_BODY)
-ENVELOPE_LINE = re.compile(
-    rb'\{"body":' + _BODY + rb',"kind":"(envelope\.sent|envelope\.received)",'
-    rb'"node":"([^"\\\x00-\x1f]{1,64})","prev":"([0-9a-f]{64})","seq":(0|[1-9][0-9]{0,18}),'
-    rb'"time":(-?(?:0|[1-9][0-9]{0,18})),"v":1\}\n')
-"""A whole envelope entry line in canonical form: the body's seven fields, then the entry's."""
+ENVELOPE_BODY = re.compile(_BODY)
+"""An envelope body in canonical form, its seven fields as groups in key order."""
 _ENVELOPE_KEYS = {"agreement", "delivery", "seq", "rows", "fields", "digest", "prev"}
 _HEX = frozenset("0123456789abcdef")
 MISSING = -1
@@ -92,6 +90,30 @@ class EnvelopeRun:
         return [(json.loads(b"[" + raw + b"]"), pos) for raw, pos in self.fields.items()]
 
 
+@dataclass(frozen=True)
+class Segment:
+    """The envelopes of one delivery in one chunk of a log, consistent among themselves: one
+    agreement, each envelope's seq one more than the one before and naming its digest.
+
+    ``digests`` are theirs end to end (32 bytes each), ``last_digest`` the last one in hex
+    as the entries write it; ``places`` are their places in the chunk; ``fields`` maps each
+    distinct list of fields to the place of the first envelope carrying it.
+    """
+
+    kind: bytes
+    agreement: bytes
+    delivery: bytes
+    first_seq: int
+    first_prev: bytes
+    digests: bytes
+    last_digest: bytes
+    rows: array[int]
+    places: array[int]
+    fields: dict[bytes, int]
+    first_time: int
+    last_time: int
+
+
 class LogFacts:
     """Everything one log tells the later steps, gathered entry by entry."""
 
@@ -112,7 +134,7 @@ class LogFacts:
     def add(self, pos: int, time: int, kind: bytes, line: bytes, start: int, end: int) -> None:
         """Take the entry at ``pos`` whose body is ``line[start:end]``; NotCanonical if bad."""
         if kind == SENT or kind == RECEIVED:
-            m = _ENVELOPE.fullmatch(line, start, end)
+            m = ENVELOPE_BODY.fullmatch(line, start, end)
             if m is not None:
                 self.envelope(pos, time, kind, *m.groups())
             else:
@@ -126,6 +148,52 @@ class LogFacts:
         name = _text(kind)
         if name in FACT_KINDS:
             self.events.append(Event(self.index, pos, time, name, body))
+
+    def fits(self, segments: Iterable[Segment]) -> bool:
+        """Whether each segment goes on from where its delivery's run is, so that taking it
+        whole (:meth:`take_chunk`) is what :meth:`envelope` would do with each envelope."""
+        for segment in segments:
+            run = (self.sent if segment.kind == SENT else self.received).get(segment.delivery)
+            if run is None:
+                if segment.first_seq != 0 or segment.first_prev:
+                    return False
+            elif segment.agreement != run.agreement_bytes or segment.first_seq != len(run) \
+                    or segment.first_prev != run.last_digest:
+                return False
+        return True
+
+    def take_chunk(self, base: int, segments: Iterable[Segment],
+                   events: Iterable[tuple[int, int, bytes, dict[str, Any]]],
+                   kinds: Mapping[bytes, int], first_time: int, last_time: int) -> None:
+        """Take a regular chunk of entries from ``base`` on, after :meth:`fits` said yes.
+
+        ``segments`` are its envelopes by delivery, in the order each delivery first
+        appears; ``events`` the entries kept whole (place in the chunk, time, kind, body);
+        ``kinds`` counts the other entries by kind. Each entry sets the times, so the
+        chunk's first and last do.
+        """
+        if self.first_time is None:
+            self.first_time = first_time
+        for segment in segments:
+            runs = self.sent if segment.kind == SENT else self.received
+            run = runs.get(segment.delivery)
+            if run is None:
+                run = runs[segment.delivery] = EnvelopeRun(
+                    segment.kind.decode(), _text(segment.agreement), _text(segment.delivery))
+                run.first_time = segment.first_time
+            run.digests += segment.digests
+            run.rows.extend(segment.rows)
+            run.positions.extend(map(base.__add__, segment.places))
+            run.last_digest = segment.last_digest
+            run.last_time = segment.last_time
+            for fields, place in segment.fields.items():
+                run.fields.setdefault(fields, base + place)
+            self._kinds[segment.kind] += len(segment.rows)
+        for place, time, kind, body in events:
+            self._kinds[kind] += 1
+            self.events.append(Event(self.index, base + place, time, _text(kind), body))
+        self._kinds.update(kinds)
+        self.last_time = last_time
 
     @property
     def kinds(self) -> Counter[str]:
@@ -211,7 +279,7 @@ def parse_body(data: bytes) -> dict[str, Any]:
     """
     try:
         value = _loads(data)
-        again = _ENCODER.encode(value).encode("utf-8")
+        again = _encode(value).encode("utf-8")
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise NotCanonical("its body is not JSON without floats") from None
     if not isinstance(value, dict):
@@ -222,6 +290,31 @@ def parse_body(data: bytes) -> dict[str, Any]:
     return value
 
 
+def is_canonical_body(data: bytes) -> bool:
+    """Whether :func:`parse_body` takes ``data``, found at less cost when the value is not
+    needed: a body that is not UTF-8 (surrogates included) never re-encodes to its bytes,
+    and a flat object without escapes is checked without encoding it again."""
+    try:
+        text = data.decode("utf-8")
+        value, end = _SCAN(text, 0)
+        if end != len(text) or type(value) is not dict:
+            return False
+        if "\\" not in text:
+            # No escapes: every quote opens or closes a string, and each string is spelled as
+            # the encoder spells it. So the text is canonical if, outside its strings, there
+            # is no other object, no white space (the only characters there that are not
+            # printable, with the space) and no -0, and the keys (one colon after each, none
+            # elsewhere) are sorted with none repeated.
+            outside = "".join(text.split('"')[::2])
+            if outside.count("{") == 1:
+                keys = list(value)
+                return keys == sorted(keys) and outside.count(":") == len(keys) \
+                    and outside.isprintable() and " " not in outside and "-0" not in outside
+        return _encode(value) == text
+    except (ValueError, StopIteration, RecursionError):  # UnicodeDecodeError is a ValueError
+        return False
+
+
 def _no_float(text: str) -> Any:
     raise ValueError(f"float {text}")
 
@@ -229,18 +322,34 @@ def _no_float(text: str) -> Any:
 _DECODER = json.JSONDecoder(parse_float=_no_float, parse_constant=_no_float)
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                             allow_nan=False)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_C_ENCODE = None if c_make_encoder is None else c_make_encoder(
+    None, _ENCODER.default, encode_basestring, None, ":", ",", True, False, False)
+"""What ``_ENCODER.encode`` builds on every call, built once (no cycle check: a parsed
+value has no cycles)."""
+
+
+def _encode(value: Any) -> str:
+    """``_ENCODER.encode(value)``."""
+    if _C_ENCODE is None or isinstance(value, str):
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 def _loads(data: bytes) -> Any:
     """``json.loads(data)`` with the one decoder, and a short way for a canonical body.
 
     A body starting ``{"`` is UTF-8 for ``json.detect_encoding`` (no byte order mark, no
-    zero byte) and has no white space to skip; if it does not end where the object does,
-    the full ``decode`` decides, as ``json.loads`` would.
+    zero byte) and has no white space to skip, so the scanner starts at once (as
+    ``raw_decode`` would); if it does not end where the object does, the full ``decode``
+    decides, as ``json.loads`` would.
     """
     if data[:2] == b'{"':
         text = data.decode("utf-8", "surrogatepass")
-        value, end = _DECODER.raw_decode(text)
+        try:
+            value, end = _SCAN(text, 0)
+        except StopIteration:  # what raw_decode turns into "Expecting value"
+            raise ValueError("expecting a value") from None
         if end == len(text):
             return value
     else:

@@ -22,29 +22,33 @@ the hash the successor pins).
 from __future__ import annotations
 
 import hashlib
-import re
+import os
 from binascii import unhexlify
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 
 from nacl.signing import VerifyKey
 
 from node.audit_export import ENTRY_PREFIX
 from node.audit_format import GENESIS_PREV
-from node.auditor.facts import ENVELOPE_LINE, Event, LogFacts, NotCanonical
+from node.auditor.chunks import CHUNK_BYTES, KIND_KEY, TAIL, Chunk, default_workers, scan_chunks
+from node.auditor.facts import Event, LogFacts, NotCanonical
 from node.auditor.findings import Finding, count
-from node.auditor.load import END_PREFIX, ExportHead, NoteRecord, entry_lines, parse_end
+from node.auditor.load import (
+    END_PREFIX,
+    ExportHead,
+    NoteRecord,
+    entry_spans,
+    parse_end,
+    read_span,
+)
 from node.checkpoints import origin_of
 from node.errors import BadNote, BadSignature, InvalidProof
 from node.merkle import EMPTY_ROOT, CompactRange, verify_consistency
 from node.signednote import Checkpoint, open_note
 
-_TAIL = re.compile(
-    rb',"kind":"([^"\\\x00-\x1f]{1,64})","node":"([^"\\\x00-\x1f]{1,64})",'
-    rb'"prev":"([0-9a-f]{64})","seq":(0|[1-9][0-9]{0,18}),'
-    rb'"time":(-?(?:0|[1-9][0-9]{0,18})),"v":1\}\n\Z')
-_TAIL_REACH = 320  # the tail after the body is at most this long
 _GENESIS = bytes.fromhex(GENESIS_PREV)
 
 
@@ -183,162 +187,245 @@ class _Break:
     seq_moved: bool  # entry j + 1 carries another seq than its position
 
 
-def scan_log(head: ExportHead, index: int, claims: Sequence[Claim]) -> LogScan:
-    """Step 1 for one log: stream its entries against every checkpoint claimed for it."""
+def scan_log(head: ExportHead, index: int, claims: Sequence[Claim], *,
+             workers: int | None = None, chunk_bytes: int | None = CHUNK_BYTES) -> LogScan:
+    """Step 1 for one log: stream its entries against every checkpoint claimed for it.
+
+    The entries come in chunks of about ``chunk_bytes`` (``chunks``): the work on each
+    entry that needs no other entry is done for a whole chunk, in ``workers`` worker
+    processes (None: as many as suit the export and the machine; 0: in this process), and
+    the pass below takes each regular chunk whole; it reads any other chunk again and takes
+    it entry by entry. The findings do not depend on how the entries were cut: with
+    ``chunk_bytes`` None every entry is taken on its own, the reference the rest must meet.
+    """
     scan = LogScan(head, index)
-    facts = scan.facts = LogFacts(index, head.label)
-    findings = scan.findings
-    label = head.label
-    by_size: dict[int, list[Claim]] = defaultdict(list)
-    for claim in claims:
-        by_size[claim.size].append(claim)
-    mismatches: list[tuple[int, Claim]] = []
-    if 0 in by_size:
-        scan.roots[0] = EMPTY_ROOT
-        mismatches.extend((0, c) for c in by_size[0] if c.source == "own" and c.root != EMPTY_ROOT)
-    sizes = sorted(s for s in by_size if s > 0)
-    size_at = 0
-    next_size = sizes[0] if sizes else -1
+    run = _Pass(scan, claims)
+    with open(head.path, "rb") as f, closing(_chunks(head, f.fileno(), workers,
+                                                     chunk_bytes)) as chunks:
+        for chunk in chunks:
+            if chunk.regular and run.take(chunk):
+                continue
+            lines, complete = read_span(f.fileno(), chunk.start, chunk.stop)
+            last = len(lines) - 1
+            for i, line in enumerate(lines):
+                run.entry(line, complete or i < last)
+    run.finish()
+    return scan
 
-    def entry_finding(pos: int, rule: str, message: str) -> None:
-        findings.append(Finding(label, pos, rule, message))
 
-    def resolve(b: _Break, next_link_holds: bool, proven: bool = False) -> None:
+def _chunks(head: ExportHead, export: int, workers: int | None,
+            chunk_bytes: int | None) -> Generator[Chunk, None, None]:
+    spans = entry_spans(export, head.entries_offset, chunk_bytes or CHUNK_BYTES)
+    if chunk_bytes is None:  # the reference: each chunk taken entry by entry
+        yield from (Chunk(start, stop, False) for start, stop in spans)
+        return
+    if workers is None:
+        workers = default_workers(os.fstat(export).st_size - head.entries_offset)
+    yield from scan_chunks(export, spans, head.node_id.encode(), workers)
+
+
+class _Pass:
+    """The sequential part of step 1: the state carried from one entry to the next.
+
+    :meth:`entry` takes one entry line as it is, :meth:`take` a regular chunk at once (the
+    same outcome as its entries one by one), :meth:`finish` closes the log.
+    """
+
+    def __init__(self, scan: LogScan, claims: Sequence[Claim]) -> None:
+        self.scan = scan
+        self.facts = scan.facts = LogFacts(scan.index, scan.head.label)
+        self.findings = scan.findings
+        self.label = scan.head.label
+        self.node_id = scan.head.node_id
+        self.node = self.node_id.encode()
+        self.by_size: dict[int, list[Claim]] = defaultdict(list)
+        for claim in claims:
+            self.by_size[claim.size].append(claim)
+        self.mismatches: list[tuple[int, Claim]] = []
+        if 0 in self.by_size:
+            scan.roots[0] = EMPTY_ROOT
+            self.mismatches.extend((0, c) for c in self.by_size[0]
+                                   if c.source == "own" and c.root != EMPTY_ROOT)
+        self.sizes = sorted(s for s in self.by_size if s > 0)
+        self.size_at = 0
+        self.next_size = self.sizes[0] if self.sizes else -1
+        # The compact range lags two leaves behind, so that at the end the last link can
+        # still be tested against the checkpoint (see ``_resolve``). ``_fold`` folds a chunk
+        # of leaves at a time: a method call per leaf would cost a tenth of the pass.
+        self.stack: list[bytes] = []
+        self.folded = 0
+        self.older = self.newer = b""
+        self.n = 0
+        self.prev_leaf, self.prev2_leaf = _GENESIS, b""  # the genesis "hash": 32 zero bytes
+        self.last_offset = 0
+        self.foreign = 0
+        self.pending: _Break | None = None
+        self.end_count: int | None = None
+        self.after_end = 0
+
+    def entry(self, line: bytes, complete: bool) -> None:
+        """Take the next line (without its newline; ``complete`` if it had one)."""
+        if self.end_count is not None:
+            self.after_end += 1
+        elif line.startswith(END_PREFIX):
+            self.end_count = parse_end(line)
+            if self.end_count is not None:
+                return
+        n = self.n
+        leaf = hashlib.sha256(b"\x00" + line).digest()
+        link: bytes | None = None
+        seq = -1
+        at = line.rfind(KIND_KEY)
+        m = TAIL.fullmatch(line, at) if complete and at > 0 else None
+        if m is None or not line.startswith(ENTRY_PREFIX):
+            self._finding(n, "entry.malformed", f"entry {n} is not an audit entry in canonical "
+                                                "form (its fields after the body are missing "
+                                                "or misspelt)")
+        else:
+            kind, node, link_hex, seq_text, time_text = m.groups()
+            try:
+                self.facts.add(n, int(time_text), kind, line, 8, at)
+            except NotCanonical as e:
+                self._finding(n, "entry.malformed", f"entry {n} is not a canonical audit "
+                                                    f"entry: {e}")
+            link = unhexlify(link_hex)
+            seq = int(seq_text)
+            if node != self.node:
+                self._foreign(n, 1, node)
+            self._seq(n, seq)
+        self._link(n, link, leaf, seq)
+        self.prev2_leaf, self.prev_leaf = self.prev_leaf, leaf
+        self._fold(leaf)
+
+    def take(self, chunk: Chunk) -> bool:
+        """Take a regular chunk whole; False (nothing taken) if its envelopes do not go on
+        from where their deliveries are, or after the end record: then entry by entry."""
+        if self.end_count is not None or not self.facts.fits(chunk.segments):
+            return False
+        if chunk.entries:
+            n, leaves = self.n, chunk.leaves
+            self.facts.take_chunk(n, chunk.segments, chunk.events, chunk.kinds,
+                                  chunk.first_time, chunk.last_time)
+            if chunk.foreign:
+                self._foreign(n + chunk.first_foreign, chunk.foreign, chunk.foreign_node)
+            self._seq(n, chunk.first_seq)
+            # Inside the chunk each entry names the hash of the one before: only its first
+            # link is new, and the link after it holds.
+            self._link(n, chunk.first_link, leaves[:32], chunk.first_seq)
+            if self.pending is not None and chunk.entries > 1:
+                self._resolve(self.pending, True)
+                self.pending = None
+            self.prev2_leaf = leaves[-64:-32] if chunk.entries > 1 else self.prev_leaf
+            self.prev_leaf = leaves[-32:]
+            self._fold(leaves)
+        if chunk.end is not None:
+            self.end_count = chunk.end
+        return True
+
+    def finish(self) -> None:
+        """After the last line: the last link, the end record and the checkpoints."""
+        n, pending, scan = self.n, self.pending, self.scan
+        # The last link is pinned by no successor: the checkpoint of the whole log decides.
+        if pending is not None:
+            proven = False
+            if 0 <= pending.j == n - 2 and self.by_size.get(n):
+                trial = CompactRange(self.folded, self.stack)
+                trial.extend((pending.pin, self.newer))
+                proven = any(c.root == trial.root() for c in self.by_size[n])
+            self._resolve(pending, False, proven)
+        if self.foreign > 1:
+            self._finding(n - 1, "entry.node", f"{self.foreign} entries in all name another "
+                                               f"node than {self.node_id}")
+        scan.entries = n
+        _end_record(scan, self.end_count, self.after_end)
+        _finish_step1(scan, self.by_size, self.mismatches)
+
+    # --- the checks, one entry (or the first of a chunk) at a time ----------------------------
+
+    def _finding(self, pos: int, rule: str, message: str) -> None:
+        self.findings.append(Finding(self.label, pos, rule, message))
+
+    def _foreign(self, pos: int, count: int, node: bytes) -> None:
+        """``count`` entries from ``pos`` on name ``node`` (the first of them) in this log."""
+        if not self.foreign:
+            self._finding(pos, "entry.node", f"entry {pos} names node "
+                                             f"{node.decode('utf-8', 'replace')}, not "
+                                             f"{self.node_id} whose log this is")
+        self.foreign += count
+
+    def _seq(self, n: int, seq: int) -> None:
+        offset = seq - n
+        if offset != self.last_offset:
+            if offset:
+                self._finding(n, "entry.seq", f"entry {n} carries seq {seq}: "
+                                              + ("entries are missing before it"
+                                                 if offset > 0 else
+                                                 "it repeats or precedes an earlier entry"))
+            self.last_offset = offset
+
+    def _link(self, n: int, link: bytes | None, leaf: bytes, seq: int) -> None:
+        """Entry ``n`` names ``link`` as the previous entry's hash (None: names nothing)."""
+        holds = link == self.prev_leaf
+        if self.pending is not None:
+            self._resolve(self.pending, holds)
+            self.pending = None
+        if link is not None and not holds:
+            self.pending = _Break(n - 1, link, self.prev_leaf, n >= 1 and link == self.prev2_leaf,
+                                  leaf == self.prev_leaf, seq != n)
+
+    def _resolve(self, b: _Break, next_link_holds: bool, proven: bool = False) -> None:
         j = b.j
+        finding = self._finding
         if j < 0:
-            entry_finding(0, "entry.chain", "the first entry must name the genesis hash "
-                                            f"{_short(_GENESIS)} as its previous; it names "
-                                            f"{_short(b.pin)}")
+            finding(0, "entry.chain", "the first entry must name the genesis hash "
+                                      f"{_short(_GENESIS)} as its previous; it names "
+                                      f"{_short(b.pin)}")
         elif b.copy:
-            entry_finding(j + 1, "entry.chain", f"entry {j + 1} is a second copy of entry {j}")
+            finding(j + 1, "entry.chain", f"entry {j + 1} is a second copy of entry {j}")
         elif b.skip:
-            entry_finding(j, "entry.chain", f"entry {j} is not part of the chain: entry "
-                                            f"{j + 1} names entry {j - 1} as its previous, so "
-                                            f"entry {j} was inserted")
+            finding(j, "entry.chain", f"entry {j} is not part of the chain: entry {j + 1} names "
+                                      f"entry {j - 1} as its previous, so entry {j} was "
+                                      "inserted")
         elif b.seq_moved:
-            entry_finding(j + 1, "entry.chain", f"entry {j + 1} does not name entry {j} as its "
-                                                "previous: entries are missing or out of order "
-                                                "here")
+            finding(j + 1, "entry.chain", f"entry {j + 1} does not name entry {j} as its "
+                                          "previous: entries are missing or out of order here")
         elif next_link_holds or proven:
             why = "and the checkpoint verifies with that hash" if proven else \
                 f"and entry {j + 1} is itself pinned by its successor"
-            entry_finding(j, "entry.altered", f"entry {j} was altered: it hashes to "
-                                              f"{_short(b.actual)}, but entry {j + 1} pins its "
-                                              f"hash as {_short(b.pin)}, {why}")
+            finding(j, "entry.altered", f"entry {j} was altered: it hashes to "
+                                        f"{_short(b.actual)}, but entry {j + 1} pins its hash "
+                                        f"as {_short(b.pin)}, {why}")
         else:
-            entry_finding(j + 1, "entry.chain", f"entry {j + 1} names {_short(b.pin)} as the "
-                                                f"previous entry's hash, but entry {j} hashes "
-                                                f"to {_short(b.actual)}")
+            finding(j + 1, "entry.chain", f"entry {j + 1} names {_short(b.pin)} as the previous "
+                                          f"entry's hash, but entry {j} hashes to "
+                                          f"{_short(b.actual)}")
 
-    node_bytes = head.node_id.encode()
-    sha = hashlib.sha256
-    whole_envelope = ENVELOPE_LINE.fullmatch
-    tail = _TAIL.search
-    add, envelope = facts.add, facts.envelope
-    # The compact range lags two leaves behind, so that at the end the last link can still
-    # be tested against the checkpoint (see ``resolve``). It is folded inline: a method call
-    # per leaf would cost a tenth of the pass.
-    stack: list[bytes] = []
-    folded = 0
-    older = newer = b""
-    n = 0
-    prev_leaf, prev2_leaf = bytes(32), b""  # the genesis "hash" is 32 zero bytes
-    last_offset = 0
-    foreign = 0
-    pending: _Break | None = None
-    end_count: int | None = None
-    after_end = 0
-    for line in entry_lines(head):
-        if end_count is not None:
-            after_end += 1
-        elif line.startswith(END_PREFIX):
-            end_count = parse_end(line)
-            if end_count is not None:
-                continue
-        leaf = sha(b"\x00" + (line[:-1] if line.endswith(b"\n") else line)).digest()
-        link: bytes | None = None
-        seq = -1
-        m = whole_envelope(line)
-        if m is not None:
-            (agreement, delivery, digest, fields, eprev, rows, eseq,
-             kind, node, link_hex, seq_text, time_text) = m.groups()
-            try:
-                envelope(n, int(time_text), kind, agreement, delivery, digest, fields, eprev,
-                         rows, eseq)
-            except NotCanonical as e:  # the pattern takes any bytes in ids: not UTF-8
-                entry_finding(n, "entry.malformed", f"entry {n} is not a canonical audit "
-                                                    f"entry: {e}")
-        else:
-            m = tail(line, max(0, len(line) - _TAIL_REACH))
-            if m is None or not line.startswith(ENTRY_PREFIX):
-                entry_finding(n, "entry.malformed", f"entry {n} is not an audit entry in "
-                                                    "canonical form (its fields after the body "
-                                                    "are missing or misspelt)")
-                link_hex = None
-            else:
-                kind, node, link_hex, seq_text, time_text = m.groups()
-                try:
-                    add(n, int(time_text), kind, line, 8, m.start())
-                except NotCanonical as e:
-                    entry_finding(n, "entry.malformed", f"entry {n} is not a canonical audit "
-                                                        f"entry: {e}")
-        if link_hex is not None:
-            link = unhexlify(link_hex)
-            seq = int(seq_text)
-            if node != node_bytes:
-                foreign += 1
-                if foreign == 1:
-                    entry_finding(n, "entry.node", f"entry {n} names node "
-                                                   f"{node.decode('utf-8', 'replace')}, not "
-                                                   f"{head.node_id} whose log this is")
-            offset = seq - n
-            if offset != last_offset:
-                if offset:
-                    entry_finding(n, "entry.seq", f"entry {n} carries seq {seq}: "
-                                                  + ("entries are missing before it"
-                                                     if offset > 0 else
-                                                     "it repeats or precedes an earlier entry"))
-                last_offset = offset
-        holds = link == prev_leaf
-        if pending is not None:
-            resolve(pending, holds)
-            pending = None
-        if link is not None and not holds:
-            pending = _Break(n - 1, link, prev_leaf, n >= 1 and link == prev2_leaf,
-                             leaf == prev_leaf, seq != n)
-        prev2_leaf, prev_leaf = prev_leaf, leaf
-        # Fold the leaf two places back into the compact range (as CompactRange.append).
-        if n >= 2:
-            merged, carry = older, folded
-            while carry & 1:
-                merged = sha(b"\x01" + stack.pop() + merged).digest()
-                carry >>= 1
-            stack.append(merged)
-            folded += 1
-        older, newer = newer, leaf
-        n += 1
-        if n == next_size:
-            here = CompactRange(folded, stack)
-            here.extend((older, newer)[2 - (n - folded):])
-            root = scan.roots[n] = here.root()
-            mismatches.extend((n, c) for c in by_size[n] if c.source == "own" and c.root != root)
-            size_at += 1
-            next_size = sizes[size_at] if size_at < len(sizes) else -1
-    # The last link is pinned by no successor: the checkpoint of the whole log decides.
-    if pending is not None:
-        proven = False
-        if 0 <= pending.j == n - 2 and by_size.get(n):
-            trial = CompactRange(folded, stack)
-            trial.extend((pending.pin, newer))
-            proven = any(c.root == trial.root() for c in by_size[n])
-        resolve(pending, False, proven)
-    if foreign > 1:
-        entry_finding(n - 1, "entry.node", f"{foreign} entries in all name another node than "
-                                           f"{head.node_id}")
-    scan.entries = n
-    _end_record(scan, end_count, after_end)
-    _finish_step1(scan, by_size, mismatches)
-    return scan
+    def _fold(self, leaves: bytes) -> None:
+        """Append ``leaves`` (leaf hashes end to end); take the root at each claimed size."""
+        sha = hashlib.sha256
+        stack, folded, older, newer = self.stack, self.folded, self.older, self.newer
+        n, next_size = self.n, self.next_size
+        for at in range(0, len(leaves), 32):
+            # Fold the leaf two places back into the compact range (as CompactRange.append).
+            if n >= 2:
+                merged, carry = older, folded
+                while carry & 1:
+                    merged = sha(b"\x01" + stack.pop() + merged).digest()
+                    carry >>= 1
+                stack.append(merged)
+                folded += 1
+            older, newer = newer, leaves[at:at + 32]
+            n += 1
+            if n == next_size:
+                here = CompactRange(folded, stack)
+                here.extend((older, newer)[2 - (n - folded):])
+                root = self.scan.roots[n] = here.root()
+                self.mismatches.extend((n, c) for c in self.by_size[n]
+                                       if c.source == "own" and c.root != root)
+                self.size_at += 1
+                next_size = self.sizes[self.size_at] if self.size_at < len(self.sizes) else -1
+        self.folded, self.older, self.newer = folded, older, newer
+        self.n, self.next_size = n, next_size
 
 
 def _end_record(scan: LogScan, end_count: int | None, after_end: int) -> None:

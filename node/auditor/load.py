@@ -1,16 +1,17 @@
 """Reading exports and cards strictly, without holding an export in memory.
 
 An export (docs/audit-export.md) is read in two parts. :func:`read_head` reads the header
-and the checkpoint records that precede the entries; :func:`entry_lines` then streams the
-entry lines from where the head ended. Anything that departs from the format becomes an
-``export.malformed`` finding naming the line, so one bad line never hides the rest of the
-log; only a file that is not an export at all (no readable header naming a node) is
-refused as bad input.
+and the checkpoint records that precede the entries; :func:`entry_spans` then cuts the
+entry lines into spans of a few megabytes of whole lines, each read at once with
+:func:`read_span`. Anything that departs from the format becomes an ``export.malformed``
+finding naming the line, so one bad line never hides the rest of the log; only a file
+that is not an export at all (no readable header naming a node) is refused as bad input.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ _RECORD_KEYS = {
 _END_KEYS = {"type", "entries"}
 END_PREFIX = b'{"entries":'
 """The end record sorts ``entries`` before ``type``; no entry line starts so."""
+_PIECE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -109,11 +111,30 @@ def read_head(path: Path, label: str) -> ExportHead:
                       tuple(records), offset, number + 1, tuple(findings))
 
 
-def entry_lines(head: ExportHead) -> Iterator[bytes]:
-    """The lines after the head, each with its newline (the last one may lack it)."""
-    with open(head.path, "rb") as f:
-        f.seek(head.entries_offset)
-        yield from f
+def entry_spans(export: int, offset: int, size: int) -> Iterator[tuple[int, int]]:
+    """The lines from ``offset`` on in the open file ``export`` (a descriptor), as byte spans
+    ``[start, stop)`` of whole lines: each span ends at the first line end at or after
+    ``size - 1`` bytes from its start (with ``size`` 1, each span is one line), the last one
+    at the end of the file."""
+    end = os.fstat(export).st_size
+    start = offset
+    while start < end:
+        stop = _line_end(export, start + max(1, size) - 1, end)
+        yield start, stop
+        start = stop
+
+
+def read_span(export: int, start: int, stop: int) -> tuple[list[bytes], bool]:
+    """The lines in bytes ``[start, stop)`` of the open file ``export`` (a descriptor, read
+    without moving its offset, so processes that share it can read it at once) without their
+    newlines, and whether the last one ended with a newline (only a file's last line can
+    lack it)."""
+    lines = _read(export, start, stop - start).split(b"\n")
+    last = lines.pop()
+    if last:
+        lines.append(last)
+        return lines, False
+    return lines, True
 
 
 def parse_end(line: bytes) -> int | None:
@@ -180,6 +201,36 @@ def _record(line: bytes, number: int, label: str, findings: list[Finding]) -> No
     proof = tuple(bytes.fromhex(h) for h in raw.get("proof", ()))
     return NoteRecord(str(kind), raw["note"], number, raw.get("peer"),
                       int(raw.get("proof_from", 0)), proof)
+
+
+def _line_end(export: int, at: int, end: int) -> int:
+    """The offset just after the first newline at or after ``at`` (``end`` if none)."""
+    while at < end:
+        piece = _read(export, at, _PIECE)
+        if not piece:
+            break
+        newline = piece.find(b"\n")
+        if newline >= 0:
+            return at + newline + 1
+        at += len(piece)
+    return end
+
+
+def _read(export: int, offset: int, count: int) -> bytes:
+    """Up to ``count`` bytes at ``offset`` (fewer only at the end of the file)."""
+    pieces = []
+    while count > 0:
+        if hasattr(os, "pread"):
+            piece = os.pread(export, min(count, 1 << 30), offset)
+        else:  # no pread (Windows): no workers share the descriptor there
+            os.lseek(export, offset, os.SEEK_SET)
+            piece = os.read(export, min(count, 1 << 30))
+        if not piece:
+            break
+        pieces.append(piece)
+        offset += len(piece)
+        count -= len(piece)
+    return b"".join(pieces)
 
 
 def _json(line: bytes) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 from nacl.signing import VerifyKey
 
 from node.auditor.agreements import AgreementView, check_agreements
+from node.auditor.chunks import CHUNK_BYTES
 from node.auditor.facts import LogFacts
 from node.auditor.findings import RULES, Finding
 from node.auditor.integrity import (
@@ -88,9 +89,14 @@ class Verification:
                 "findings": [f.to_dict() for f in self.findings]}
 
 
-def verify(logs: Sequence[Path], cards: Sequence[Path], *,
-           grace_s: float = DEFAULT_GRACE_S) -> Verification:
-    """Verify the exports ``logs`` against the trusted node cards ``cards``."""
+def verify(logs: Sequence[Path], cards: Sequence[Path], *, grace_s: float = DEFAULT_GRACE_S,
+           workers: int | None = None,
+           chunk_bytes: int | None = CHUNK_BYTES) -> Verification:
+    """Verify the exports ``logs`` against the trusted node cards ``cards``.
+
+    ``workers`` and ``chunk_bytes`` say how each log's entries are read (see
+    ``integrity.scan_log``); they change how fast, never what is found.
+    """
     if not logs:
         raise UsageError("give at least one exported log to verify")
     grace_ms = int(grace_s * 1000)
@@ -120,7 +126,8 @@ def verify(logs: Sequence[Path], cards: Sequence[Path], *,
         by_node[claim.node].append(claim)
     scans: dict[str, LogScan] = {}
     for index, head in enumerate(heads):
-        scan = scans[head.node_id] = scan_log(head, index, by_node[head.node_id])
+        scan = scans[head.node_id] = scan_log(head, index, by_node[head.node_id],
+                                              workers=workers, chunk_bytes=chunk_bytes)
         findings.extend(scan.findings)
     facts: list[LogFacts] = [scans[node].facts for node in node_of]  # type: ignore[misc]
     cosigned = cosigned_entries(facts, findings)

@@ -2,7 +2,8 @@
 
 ``parse_body`` keeps one decoder and one encoder instead of building them per entry; every
 body, canonical or not, must get the same answer (the value, or the same refusal) as the
-straightforward version it replaced.
+straightforward version it replaced. ``is_canonical_body``, which says only whether a body
+would be taken, must say yes exactly when it would be.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from node.auditor.facts import NotCanonical, _no_float, parse_body
+from node.auditor.facts import NotCanonical, _no_float, is_canonical_body, parse_body
 
 
 def reference(data: bytes) -> dict[str, Any]:
@@ -69,12 +70,38 @@ BODIES: dict[str, bytes] = {
     "cut short": b'{"a":1',
     "empty": b"",
     "nested 100000 deep": b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "minus zero": b'{"a":-0}',
+    "minus zero in a list": b'{"a":[1,-0]}',
+    "a negative number": b'{"a":-10}',
+    "a tab": b'{"a":\t1}',
+    "a space in a list": b'{"a":[1, 2]}',
+    "a space inside text": b'{"a b":"c d"}',
+    "braces and colons inside text": b'{"a":"{:}","b":"}{","c":"[-0 ]"}',
+    "a colon after a value": b'{"a":"x":1}',
+    "keys that start with a colon": b'{":":null,":a":"::"}',
+    "a repeated key that starts with a colon": b'{":":1,":":1}',
+    "an escaped quote before a colon": b'{"a":"{\\":}","b":"}{"}',
+    "quotes escaped inside text": b'{"a":"x\\"y"}',
+    "an inner object in order": b'{"a":{"b":1,"c":[true,false]}}',
+    "an inner object out of order": b'{"a":{"c":1,"b":2}}',
+    "an object in a list out of order": b'{"a":[{"c":1,"b":2}]}',
+    "a repeated key with the same value": b'{"a":"x","a":"x"}',
+    "a repeated key between others": b'{"a":1,"b":2,"a":1}',
+    "a key that only differs in case": b'{"B":1,"a":2}',
+    "keys of other scripts in order": '{"z":1,"é":2,"😀":3}'.encode(),
+    "keys of other scripts out of order": '{"é":1,"z":2}'.encode(),
+    "an empty key": b'{"":1}',
+    "literals": b'{"a":null,"b":true,"c":false}',
+    "a very long number": b'{"a":' + b"9" * 5000 + b"}",
+    "DEL inside text": b'{"a":"\x7f"}',
+    "a control character inside text": b'{"a":"\x01"}',
 }
 
 
 @pytest.mark.parametrize("data", list(BODIES.values()), ids=list(BODIES))
 def test_a_body_gets_the_answer_of_the_first_version(data: bytes) -> None:
     assert outcome(parse_body, data) == outcome(reference, data)
+    assert is_canonical_body(data) is isinstance(outcome(reference, data), dict)
 
 
 _json = st.recursive(
@@ -96,3 +123,19 @@ def test_any_spelling_gets_the_answer_of_the_first_version(value: dict[str, Any]
                                                            encoding: str) -> None:
     data = json.dumps(value, **spelling).encode(encoding, "surrogatepass")
     assert outcome(parse_body, data) == outcome(reference, data)
+    assert is_canonical_body(data) is isinstance(outcome(reference, data), dict)
+
+
+@settings(max_examples=500)
+@given(st.dictionaries(st.text(max_size=4), _json, min_size=1, max_size=4), st.data())
+def test_a_damaged_body_gets_the_answer_of_the_first_version(value: dict[str, Any],
+                                                             data: st.DataObject) -> None:
+    body = json.dumps(value, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8", "surrogatepass")
+    at = data.draw(st.integers(0, len(body)), label="at")
+    cut = data.draw(st.integers(0, 2), label="cut")
+    new = data.draw(st.sampled_from([b"", b" ", b'"', b"\\", b"-", b"0", b"{", b"}", b":",
+                                     b",", b"[", b'"a":1,', b"\x00", b"\xff"]), label="new")
+    damaged = body[:at] + new + body[at + cut:]
+    assert outcome(parse_body, damaged) == outcome(reference, damaged)
+    assert is_canonical_body(damaged) is isinstance(outcome(reference, damaged), dict)
