@@ -47,29 +47,36 @@ JSON Lines
 
 Types
   :meth:`RowFile.types` gives per field the widest kind seen: ``null`` (only empty) <
-  ``integer`` < ``real`` < ``text``.
+  ``integer`` < ``real`` < ``text``. :meth:`RowFile.numbers_before_text` names, per CSV field
+  that turned to text, the rows that may still hold numbers, so the importer gives back their
+  text to those rows only.
 
 Speed: this is the import hot path, so the work is done a chunk (64 KiB) at a time in C-level
-calls. Lines are split with ``str.split`` (about 2.5x faster than :mod:`csv`), except those
-holding a quote, which :mod:`csv` reads; a chunk where a quoted cell spans lines, or most
-lines have quotes, is read by :mod:`csv` whole. Cells are typed a column at a time with
-``map(int, ...)``/``map(float, ...)`` guarded by whole-column string checks; only a column that
-mixes kinds is typed cell by cell. Line numbers are worked out only when something is refused.
+calls, and rows travel as one flat list of values per chunk (``value_batches``; a multi-row
+``INSERT`` binds it as it is), not a tuple each. A plain chunk (no quote, no blank line, no
+lone ``\\r``) whose lines each hold ``width - 1`` commas, as one ``bytes.translate`` shows, is
+split into cells by one ``str.split``; other lines are split with ``str.split`` too (about 2.5x
+faster than :mod:`csv`), except those holding a quote, which :mod:`csv` reads; a chunk where a
+quoted cell spans lines, or most lines have quotes, is read by :mod:`csv` whole. Cells are
+typed a column at a time with ``map(int, ...)``/``map(float, ...)`` guarded by whole-column
+string checks; only a column that mixes kinds is typed cell by cell. The file is hashed as it
+is read (``RowFile.digest``). Line numbers are worked out only when something is refused.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import re
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, compress, repeat
 from operator import contains, itemgetter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from node.errors import MalformedFile, UsageError
 
@@ -129,32 +136,65 @@ class RowFile:
         self.batch_size = batch_size
         self.row_count = 0
         self.complete = False
+        self.digest = ""
         self._kinds = [_NULL] * len(fields)
+        self._spans = [range(0)] * len(fields)
 
     def types(self) -> dict[str, str]:
         return {field: KINDS[kind] for field, kind in zip(self.fields, self._kinds, strict=True)}
 
+    def numbers_before_text(self) -> dict[str, range]:
+        """Per CSV field that turned to text, the rows (from 0) that may still hold numbers.
+
+        CSV typing reads ``12`` as a number until its column shows text, so the rows before
+        (and those of the chunk where it did) may hold numbers that :func:`cell_text` turns
+        back into their cells. A field that was text from its first cell has none.
+        """
+        return {field: span for field, kind, span in
+                zip(self.fields, self._kinds, self._spans, strict=True)
+                if kind == _TEXT and span}
+
     def batches(self) -> Iterator[list[Row]]:
         """Rows as tuples in ``fields`` order, ``batch_size`` at a time (the last may be short)."""
-        self.row_count, self.complete = 0, False
+        width = len(self.fields)
+        for values in self.value_batches(self.batch_size):
+            yield list(zip(*[iter(values)] * width, strict=True))
+
+    def value_batches(self, size: int) -> Iterator[list[Value]]:
+        """The same rows, ``size`` at a time, each batch one flat list of values row after row.
+
+        What a multi-row ``INSERT`` binds, without a tuple per row. Reading the file also
+        hashes it: ``digest`` is its SHA-256 (hex) once ``complete``, so the bytes registered
+        are the bytes imported, read once.
+        """
+        if size < 1:
+            raise UsageError(f"batch size must be at least 1, found {size}")
+        self.row_count, self.complete, self.digest = 0, False, ""
         self._kinds = [_NULL] * len(self.fields)
-        source = _Source(self.path)
-        chunks = (_csv_rows(source, self.fields, self._kinds) if self.format == "csv"
-                  else _jsonl_rows(source, self.fields, self._kinds))
-        size = self.batch_size
-        pending: list[Row] = []
-        for rows in chunks:
-            pending.extend(rows)
-            if len(pending) >= size:
+        self._spans = [range(0)] * len(self.fields)
+        digest = hashlib.sha256()
+        source = _Source(self.path, digest.update)
+        chunks = (_csv_values(source, self.fields, self._kinds, self._spans)
+                  if self.format == "csv" else _jsonl_values(source, self.fields, self._kinds))
+        width = len(self.fields)
+        step = size * width
+        pending: list[Value] = []
+        for values in chunks:
+            if pending:
+                pending.extend(values)
+            else:
+                pending = values
+            if len(pending) >= step:
                 start = 0
-                while len(pending) - start >= size:
+                while len(pending) - start >= step:
                     self.row_count += size
-                    yield pending[start:start + size]
-                    start += size
+                    yield pending[start:start + step]
+                    start += step
                 del pending[:start]
         if pending:
-            self.row_count += len(pending)
+            self.row_count += len(pending) // width
             yield pending
+        self.digest = digest.hexdigest()
         self.complete = True
 
 
@@ -162,6 +202,7 @@ class RowFile:
 @dataclass(frozen=True)
 class _Source:
     path: Path
+    on_read: Callable[[bytes], None] | None = None  # sees every byte of the file, in order
 
     def error(self, line: int, what: str) -> MalformedFile:
         return MalformedFile(f"{self.path}, line {line}: {what}")
@@ -186,6 +227,8 @@ class _Source:
         held_size = 0
         while True:
             data = f.read(CHUNK_BYTES)
+            if self.on_read is not None:
+                self.on_read(data)
             cut = data.rfind(b"\n") + 1
             if data and not cut:
                 held.append(data)
@@ -299,7 +342,17 @@ def _csv_line_ends(text: str) -> tuple[list[int], csv.Error | None]:
     return ends, None
 
 
-def _csv_records(source: _Source) -> Generator[_Records, None, None]:
+@dataclass(frozen=True)
+class _Cells:
+    """A chunk of plain rows (see :func:`_plain_cells`): its cells, row after row."""
+
+    values: list[Value]
+    rows: int
+
+
+def _csv_records(source: _Source, width: int = 0) -> Generator[_Records | _Cells, None, None]:
+    """The chunks of the file as records; given the ``width`` of a row, plain chunks after
+    the first as their cells (the first holds the header, which is checked by records)."""
     limit = csv.field_size_limit()
     line = 1  # the number of the first line of ``text``
     held = ""  # the start of a record cut by a chunk end, read again with what follows
@@ -314,6 +367,12 @@ def _csv_records(source: _Source) -> Generator[_Records, None, None]:
             text, held, waiting = held + "".join(waiting), "", []
         elif last:
             return
+        if width and line > 1:
+            cells = _plain_cells(text, width, limit)
+            if cells is not None:
+                yield cells
+                line += cells.rows
+                continue
         quoted = '"' in text
         lines = _split_lines(text)
         if (lines is not None and all(lines)
@@ -349,6 +408,45 @@ def _csv_records(source: _Source) -> Generator[_Records, None, None]:
             continue
         yield _Records(source, line, text, rows, False)
         line += reader.line_num
+
+
+_SEPARATORS = b",\n"
+_NOT_SEPARATORS = bytes(sorted(set(range(256)) - set(_SEPARATORS)))
+
+
+def _plain_cells(text: str, width: int, limit: int) -> _Cells | None:
+    """The cells of a chunk of plain lines, each a row of ``width`` cells, else None.
+
+    Plain: no quote, no blank line, no ``\\r`` but in ``\\r\\n``, no cell above the csv
+    field limit. Then :mod:`csv` would split each line at its commas, and so does one
+    ``str.split`` of the whole chunk, without a list per row; that each line holds
+    ``width - 1`` commas is checked on the chunk's commas and line ends alone. Anything
+    else (a ragged row too) is left to the line-by-line reader, which finds the bad line.
+    """
+    if '"' in text:
+        return None
+    if "\r" in text:
+        if text.count("\r") != text.count("\r\n"):
+            return None
+        text = text.replace("\r\n", "\n")
+    if not text.endswith("\n"):
+        text += "\n"  # the last line of a file without a line end
+    if width == 1:
+        if "," in text:
+            return None
+        cells = text.split("\n")
+        cells.pop()  # after the last line end
+        if "" in cells:  # a blank line
+            return None
+    else:  # one row of separators per line, so no blank line either
+        separators = text.encode().translate(None, _NOT_SEPARATORS)
+        if separators != (b"," * (width - 1) + b"\n") * (len(separators) // width):
+            return None
+        cells = text.replace("\n", ",").split(",")
+        cells.pop()  # after the last line end
+    if len(text) > limit and max(map(len, cells)) > limit:
+        return None
+    return _Cells(cast(list[Value], cells), len(cells) // width)
 
 
 def _few_quotes(text: str, lines: int) -> bool:
@@ -398,9 +496,9 @@ def _csv_problem(error: csv.Error, limit: int) -> str:
 
 
 def _read_csv_header(source: _Source) -> tuple[str, ...]:
-    records = _csv_records(source)
+    records = _csv_records(source)  # without a width: records only, never cells
     try:
-        return _csv_header(next(records, None), source)
+        return _csv_header(cast(_Records | None, next(records, None)), source)
     finally:
         records.close()
 
@@ -414,28 +512,48 @@ def _csv_header(records: _Records | None, source: _Source) -> tuple[str, ...]:
     return _check_fields([cell.strip() for cell in header], source, "header cell")
 
 
-def _csv_rows(source: _Source, fields: tuple[str, ...], kinds: list[int]) -> Iterator[list[Row]]:
+def _csv_values(source: _Source, fields: tuple[str, ...], kinds: list[int],
+                spans: list[range]) -> Iterator[list[Value]]:
+    """The typed values of each chunk, row after row; widens ``kinds`` as it goes and notes in
+    ``spans`` the rows that may hold numbers of a column that turned to text."""
     width = len(fields)
     blank = 0  # the first blank line seen: allowed only if nothing but blank lines follows
     header = True
-    for records in _csv_records(source):
-        rows, skip = records.rows, 0
-        if header:
-            if _csv_header(records, source) != fields:
-                raise source.error(1, "expected the header read when the file was opened, "
-                                      "found another one (the file changed)")
-            header, skip = False, 1
-        if skip or blank or set(map(len, rows)) != {width}:
-            rows, blank = _checked_rows(records, skip, width, blank)
-            if not rows:
-                continue
-        typed: list[Sequence[Value]] = []
-        for index, column in enumerate(zip(*rows, strict=True)):
-            values, kind = _typed_column(column, kinds[index])
+    seen = 0  # rows before this chunk
+    starts = [0] * width  # per column, the first row of the chunk where it stopped being null
+    for records in _csv_records(source, width):
+        if isinstance(records, _Cells):
+            if blank:
+                raise source.error(blank, "expected a row, found a blank line before more rows")
+            values, count = records.values, records.rows
+        else:
+            rows, skip = records.rows, 0
+            if header:
+                if _csv_header(records, source) != fields:
+                    raise source.error(1, "expected the header read when the file was opened, "
+                                          "found another one (the file changed)")
+                header, skip = False, 1
+            if skip or blank or set(map(len, rows)) != {width}:
+                rows, blank = _checked_rows(records, skip, width, blank)
+                if not rows:
+                    continue
+            values, count = list(chain.from_iterable(rows)), len(rows)
+        for index in range(width):
+            column = cast(list[str], values[index::width])
+            typed, kind = _typed_column(column, kinds[index])
             if kind > kinds[index]:
+                if kinds[index] == _NULL:
+                    starts[index] = seen
+                if kind == _TEXT and (kinds[index] > _NULL or _NUMBERS & set(map(type, typed))):
+                    spans[index] = range(starts[index], seen + count)
                 kinds[index] = kind
-            typed.append(values)
-        yield list(zip(*typed, strict=True))
+            if typed is not column:
+                values[index::width] = typed
+        seen += count
+        yield values
+
+
+_NUMBERS = {int, float}
 
 
 def _checked_rows(records: _Records, skip: int, width: int,
@@ -461,8 +579,8 @@ def _checked_rows(records: _Records, skip: int, width: int,
 def _typed_column(column: Sequence[str], kind: int) -> tuple[Sequence[Value], int]:
     """The values of one column of a chunk and the widest kind among them."""
     if kind == _TEXT:  # already text: no cell can widen it, only empty cells change
-        return ([cell or None for cell in column] if "" in column else column), _TEXT
-    if "" in column:
+        return (column if all(column) else [cell or None for cell in column]), _TEXT
+    if not all(column):  # some cell is empty (all() is quicker than '"" in column')
         present = [cell for cell in column if cell]
         if not present:
             return [None] * len(column), _NULL
@@ -509,6 +627,8 @@ def _as_ints(column: Sequence[str]) -> list[int] | None:
 
     Whole-column checks stand in for ``str(int(cell)) == cell``: only digits and '-', which
     ``int()`` accepts only as ``-?[0-9]+``; no leading zero unless the cell is ``0``; no ``-0``.
+    When the least cell is at least ``"1"`` none starts with '-' or '0', which settles the
+    last two in one pass (searching the joined cells for ``"\\n0"`` costs several).
     """
     joined = "\n\n".join(column)
     if not joined.isascii() or joined.encode().translate(None, _INT_CHARS):
@@ -517,6 +637,8 @@ def _as_ints(column: Sequence[str]) -> list[int] | None:
         ints = list(map(int, column))
     except ValueError:
         return None
+    if min(column) >= "1":
+        return ints if max(ints) <= INT_MAX else None
     framed = f"\n{joined}\n"
     if "-0" in framed or framed.count("\n0") != framed.count("\n0\n"):
         return None
@@ -531,7 +653,9 @@ def _as_floats(column: Sequence[str]) -> list[float] | None:
     A cell ``-?(0|[1-9][0-9]*)\\.[0-9]+`` without trailing zeros (but ``N.0``), at most 16
     characters (so at most 15 significant digits, which a double keeps exactly) and not below
     1e-4 is ``repr(float(cell))``: whole-column string checks settle that without ``repr``,
-    which costs more than everything else here. Other columns compare with ``repr``.
+    which costs more than everything else here. When the least cell is at least ``"1"``, none
+    starts with '-', '.' or '0', and the checks of how cells start are settled in one pass.
+    Other columns compare with ``repr``.
     """
     joined = "\n\n".join(column)
     if not joined.isascii() or joined.encode().translate(None, _FLOAT_CHARS):
@@ -541,17 +665,24 @@ def _as_floats(column: Sequence[str]) -> list[float] | None:
     except ValueError:
         return None
     framed = f"\n{joined}\n"
-    if (max(map(len, column)) <= 16 and "e" not in framed and "+" not in framed
-            and framed.count(".") == len(column) and "\n." not in framed and "-." not in framed
-            and ".\n" not in framed and framed.count("-") == framed.count("\n-")
-            and framed.count("\n0") == framed.count("\n0.")
-            and framed.count("\n-0") == framed.count("\n-0.")
-            and framed.count("0\n") == framed.count(".0\n")
-            and "\n0.0000" not in framed and "\n-0.0000" not in framed):
+    if ("e" not in joined and "+" not in joined and joined.count(".") == len(column)
+            and ".\n" not in framed and framed.count("0\n") == framed.count(".0\n")
+            and max(map(len, column)) <= 16
+            and (min(column) >= "1" or _starts_as_repr(framed))):
         return floats
     if list(map(repr, floats)) == list(column) and all(map(math.isfinite, floats)):
         return floats
     return None
+
+
+def _starts_as_repr(framed: str) -> bool:
+    """Whether each cell of a float column starts as repr writes it (see :func:`_as_floats`):
+    '-' only first, a digit before the point, no leading zero, not below 1e-4."""
+    return ("\n." not in framed and "-." not in framed
+            and framed.count("-") == framed.count("\n-")
+            and framed.count("\n0") == framed.count("\n0.")
+            and framed.count("\n-0") == framed.count("\n-0.")
+            and "\n0.0000" not in framed and "\n-0.0000" not in framed)
 
 
 # --- JSON Lines --------------------------------------------------------------------------------
@@ -615,28 +746,31 @@ def _json_kind(value: object) -> str:
     return {str: "a string", int: "a number", float: "a number"}.get(type(value), "null")
 
 
-def _jsonl_rows(source: _Source, fields: tuple[str, ...],
-                kinds: list[int]) -> Iterator[list[Row]]:
+def _jsonl_values(source: _Source, fields: tuple[str, ...],
+                  kinds: list[int]) -> Iterator[list[Value]]:
+    """The values of each chunk, row after row; widens ``kinds`` as it goes."""
     line = 1  # the number of the first line of ``text``
     blank = 0  # the first blank line seen: allowed only if nothing but blank lines follows
     for text in source.chunks():
         lines = _split_lines(text)
-        rows = None
+        values = None
         if lines and not blank:
-            rows = _jsonl_fast(text, lines, fields, kinds)
-        if rows is None or lines is None:
+            values = _jsonl_fast(text, lines, fields, kinds)
+        if values is None or lines is None:
             lines = text.split("\n")
             if not lines[-1]:
                 lines.pop()
             rows, blank = _jsonl_slow(lines, line, fields, kinds, source, blank)
+            values = list(chain.from_iterable(rows))
         line += len(lines)
-        if rows:
-            yield rows
+        if values:
+            yield values
 
 
 def _jsonl_fast(text: str, lines: list[str], fields: tuple[str, ...],
-                kinds: list[int]) -> list[Row] | None:
-    """The rows of a chunk of well-formed objects with the header's keys in order, else None.
+                kinds: list[int]) -> list[Value] | None:
+    """The values, row after row, of a chunk of well-formed objects with the header's keys in
+    order, else None.
 
     The chunk is parsed as one JSON array. That each line held exactly one object is ensured
     by: one item per line, every line starting with '{' and ending with '}', and no nested
@@ -659,8 +793,7 @@ def _jsonl_fast(text: str, lines: list[str], fields: tuple[str, ...],
         return None
     if tuple(map(_first_item, pairs)) != fields * len(items):
         return None
-    values = list(map(_second_item, pairs))
-    columns: list[Sequence[Value]] = []
+    values: list[Value] = list(map(_second_item, pairs))
     found_kinds = []
     for index in range(width):
         column: Sequence[Any] = values[index::width]
@@ -669,6 +802,7 @@ def _jsonl_fast(text: str, lines: list[str], fields: tuple[str, ...],
             return None
         if bool in found:
             column = [int(v) if type(v) is bool else v for v in column]
+            values[index::width] = column
             found = found - {bool} | {int}
         if int in found:
             ints = column if found == {int} else [v for v in column if type(v) is int]
@@ -679,9 +813,8 @@ def _jsonl_fast(text: str, lines: list[str], fields: tuple[str, ...],
             return None
         found_kinds.append(_TEXT if str in found else _REAL if float in found
                            else _INTEGER if int in found else _NULL)
-        columns.append(column)
     kinds[:] = map(max, kinds, found_kinds)
-    return list(zip(*columns, strict=True))
+    return values
 
 
 def _jsonl_slow(lines: list[str], first: int, fields: tuple[str, ...], kinds: list[int],

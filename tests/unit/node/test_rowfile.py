@@ -7,6 +7,7 @@ then batching, chunk boundaries, memory, and properties tying the fast paths to 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -253,6 +254,18 @@ FAR_REFUSALS = {  # each past many chunks, so line numbers are carried across th
                                   30_001, "NUL byte"),
     "missing key after slow chunks": ((b'{"a":1,"b":2}\n{"b":2,"a":1}\n' * 10_000)
                                       + b'{"a":1}\n', "d.jsonl", 20_001, "'b'"),
+    # a chunk's cells are split at once only if every line holds its commas: not just in sum
+    "rows whose cells balance out after plain chunks": (
+        _big_csv(20_000, "plain") + b"1,2,3\n4\n", "d.csv", 20_002, "found 3"),
+    "row with fewer cells amid plain rows": (
+        _big_csv(20_000, "plain") + b"1\n" + _big_csv(5, "plain")[8:], "d.csv", 20_002,
+        "found 1"),
+    "lone CR amid plain rows": (_big_csv(20_000, "plain") + b"1,x\ry\n2,z\n", "d.csv",
+                                20_002, "lone \\r outside quotes"),
+    "second cell in a one-column file after plain chunks": (
+        b"v\n" + b"x\n" * 100_000 + b"a,b\n", "d.csv", 100_002, "expected 1 cells"),
+    "blank line in a one-column file after plain chunks": (
+        b"v\n" + b"x\n" * 100_000 + b"\ny\n", "d.csv", 100_002, "blank line"),
 }
 
 
@@ -294,6 +307,7 @@ CELLS = {  # the CSV typing rule, cell by cell
     "small float in repr's exponent form": ("1e-05", 1e-05),
     "trailing zero stays text": ("2.50", "2.50"),
     "non-shortest float stays text": ("0.10000000000000001", "0.10000000000000001"),
+    "16 digits a double cannot keep stay text": ("9367073931194.726", "9367073931194.726"),
     "exponent not as repr writes it stays text": ("1e5", "1e5"),
     "bare fraction stays text": (".5", ".5"),
     "nan stays text": ("nan", "nan"),
@@ -461,6 +475,123 @@ def test_multi_line_cells_across_chunk_boundaries(tmp_path: Path) -> None:
     assert rows.types() == {"n": "integer", "cell": "text"}
 
 
+def _plain_rows(count: int, width: int = 3) -> str:
+    return "".join(",".join(f"{i}" if j == 0 else f"{i * 0.5}" if j == 1 else f"x{i}"
+                            for j in range(width)) + "\n" for i in range(count))
+
+
+# chunks after the first are split at once when plain; what they read must be what csv reads
+FAR_GOOD = {
+    "plain rows": "a,b,c\n" + _plain_rows(20_000),
+    "CRLF rows": "a,b,c\r\n" + _plain_rows(20_000).replace("\n", "\r\n"),
+    "LF and CRLF rows": "a,b,c\n" + _plain_rows(20_000).replace("5\n", "5\r\n"),
+    "no line end at the end": "a,b,c\n" + _plain_rows(20_000)[:-1],
+    "blank lines at the end": "a,b,c\n" + _plain_rows(20_000) + "\n\r\n\n",
+    "CR as the last line end": "a,b,c\n" + _plain_rows(20_000)[:-1] + "\r",
+    "empty cells": "a,b,c\n" + _plain_rows(20_000).replace("7,", ",").replace(",x1", ","),
+    "spaces, tabs and other line breaks in cells": "a,b,c\n" + _plain_rows(20_000).replace(
+        "x3", " x\t3 ").replace("x4", "\vx\x85\u2028").replace("9,", " 9,"),
+    "non-ASCII text": "a,b,c\n" + _plain_rows(20_000).replace("x", "\u9752\U0001f600"),
+    "now and then a quoted cell": "a,b,c\n" + "".join(
+        f'{i},"say ""{i}""",x\n' if i % 97 == 0 else f"{i},{i},x\n" for i in range(20_000)),
+    "one column": "a\n" + "".join(f"{i}\n" if i % 3 else f"t{i}\n" for i in range(40_000)),
+    "many columns": ",".join(f"f{i}" for i in range(40)) + "\n" + _plain_rows(3_000, 40),
+    "numbers turning to text late": "a,b,c\n" + _plain_rows(20_000) + "007,2.50,x\n",
+}
+
+
+@pytest.mark.parametrize("text", FAR_GOOD.values(), ids=FAR_GOOD)
+def test_plain_chunks_read_as_csv_reads_them(tmp_path: Path, text: str) -> None:
+    data = text.encode()
+    assert len(data) > 3 * CHUNK_BYTES
+    rows, got = _all_rows(_write(tmp_path, "d.csv", data), batch_size=999)
+    records = [r for r in csv.reader(io.StringIO(text, newline=""), strict=True) if r]
+    assert [[cell_text(v) for v in row] for row in got] == records[1:]
+    for index, name in enumerate(records[0]):
+        kinds = [_kind(cell_value(row[index])) for row in records[1:]]
+        assert rows.types()[name] == KINDS[max(kinds)]
+    assert rows.row_count == len(records) - 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_value_batches_are_the_rows_flat_and_the_digest_is_the_files(tmp_path: Path,
+                                                                     fmt: str) -> None:
+    if fmt == "csv":
+        data = ("n,t\n" + "".join(f"{i},row {i}\n" for i in range(20_000))).encode()
+    else:
+        data = "".join(f'{{"n":{i},"t":"row {i}"}}\n' for i in range(20_000)).encode()
+    assert len(data) > 3 * CHUNK_BYTES
+    rows = open_rows(_write(tmp_path, f"d.{fmt}", data))
+    assert rows.digest == ""  # not until the file is read
+    batches = list(rows.value_batches(7))
+    assert [len(b) for b in batches] == [14] * 2857 + [2]
+    flat = [value for batch in batches for value in batch]
+    assert flat == [v for i in range(20_000) for v in (i, f"row {i}")]
+    assert rows.row_count == 20_000 and rows.complete
+    assert rows.digest == hashlib.sha256(data).hexdigest()
+    with pytest.raises(UsageError, match="batch size must be at least 1, found 0"):
+        next(rows.value_batches(0))
+
+
+DIGESTS = {
+    "byte-order mark and CRLF": BOM + b"a,b\r\n1,2\r\n",
+    "blank lines at the end": b"a,b\n1,2\n\n\n",
+    "header only, no line end": b"a,b",
+    "multi-line cells across chunks": _big_csv(20_000, "multi-line"),
+    "JSON Lines across chunks": b'{"a":1}\n' * 30_000,
+}
+
+
+@pytest.mark.parametrize("data", DIGESTS.values(), ids=DIGESTS)
+def test_the_digest_read_with_the_rows_is_the_files_sha256(tmp_path: Path, data: bytes) -> None:
+    name = "d.jsonl" if data.startswith(b"{") else "d.csv"
+    rows, _ = _read(_write(tmp_path, name, data))
+    assert rows.digest == hashlib.sha256(data).hexdigest()
+
+
+# cells of a column "v" (beside a text column "w"): which rows (from 0) the reader says may hold
+# numbers although "v" turned out to be text
+TURNED = {
+    "numbers then text several chunks on": ([str(i) for i in range(20_000)] + ["x"],
+                                            lambda span: span.start == 0 and 20_000 < span.stop),
+    "text, then numbers in the same chunk": (["x"] + [str(i) for i in range(20_000)],
+                                             lambda span: span.start == 0 < span.stop < 20_000),
+    "text only, some looking like numbers later": ([f"x{i}" for i in range(20_000)] + ["1"],
+                                                   None),
+    "empty cells then text": ([""] * 20_000 + ["x", "1"],
+                              lambda span: 0 < span.start <= 20_000 < span.stop),
+    "empty cells, numbers, then text": ([""] * 20_000 + [str(i) for i in range(20_000)]
+                                        + ["x"],
+                                        lambda span: 0 < span.start <= 20_000 < 40_000
+                                        < span.stop),
+    "numbers to the end": ([str(i) for i in range(20_000)] + ["2.5"], None),
+    "empty to the end": ([""] * 20_000, None),
+}
+
+
+@pytest.mark.parametrize(("cells", "check"), TURNED.values(), ids=TURNED)
+def test_numbers_before_text_names_the_rows_that_may_hold_numbers(
+        tmp_path: Path, cells: list[str], check: object) -> None:
+    data = ("v,w\n" + "".join(f"{c},some text\n" for c in cells)).encode()
+    assert len(data) > 3 * CHUNK_BYTES
+    rows, got = _all_rows(_write(tmp_path, "d.csv", data))
+    spans = rows.numbers_before_text()
+    assert "w" not in spans  # text from its first cell
+    if check is None:
+        assert spans == {}
+    else:
+        assert callable(check) and check(spans["v"])
+        numbers = [i for i, (v, _) in enumerate(got) if isinstance(v, int | float)]
+        assert numbers and all(i in spans["v"] for i in numbers)
+        assert spans["v"].stop - max(numbers) <= CHUNK_BYTES  # at most the chunk that turned
+
+
+def test_json_lines_have_no_numbers_to_turn_back(tmp_path: Path) -> None:
+    rows, got = _all_rows(_write(tmp_path, "d.jsonl", b'{"v":1}\n{"v":"x"}\n'))
+    assert got == [(1,), ("x",)] and rows.types() == {"v": "text"}
+    assert rows.numbers_before_text() == {}  # JSON says what is a number: nothing to restore
+
+
 def test_jsonl_mixing_fast_and_careful_chunks(tmp_path: Path) -> None:
     lines = []
     for i in range(6000):  # reordered keys and escapes send some chunks the careful way
@@ -481,6 +612,27 @@ def test_column_that_turns_to_text_late_keeps_every_cell(tmp_path: Path) -> None
     assert [cell_text(v) for (v,) in got] == cells
     assert rows.types() == {"v": "text"}
     assert {type(v) for (v,) in got} == {int, float, str, type(None)}
+
+
+COLUMNS = {  # whole columns of one chunk, typed at once: each cell as the rule says
+    "16 digits a double cannot keep, among floats": ["2.5", "9367073931194.726", "1.25"],
+    "leading zero among integers": ["12", "007", "3"],
+    "minus zero among integers": ["12", "-0", "3"],
+    "integer above 64 bits among integers": ["12", str(INT_MAX + 1), "3"],
+    "trailing zero among floats": ["2.5", "2.50", "1.25"],
+    "float below 1e-4 among floats": ["2.5", "0.00001", "1.25"],
+    "bare point among floats": ["2.5", "5.", "1.25"],
+}
+
+
+@pytest.mark.parametrize("column", COLUMNS.values(), ids=COLUMNS)
+@pytest.mark.parametrize("kind", [0, 1, 2])
+def test_a_column_typed_at_once_keeps_each_cell_as_the_rule_says(column: list[str],
+                                                                 kind: int) -> None:
+    values, found = _typed_column(column * 100, kind)
+    assert [(type(v), cell_text(v)) for v in values] == [
+        (type(cell_value(c)), c) for c in column * 100]
+    assert found == 3  # one cell of each column is text
 
 
 def test_column_of_integers_and_floats_is_real(tmp_path: Path) -> None:
@@ -570,6 +722,27 @@ def test_any_table_written_as_csv_reads_back_cell_for_cell(
     for index, name in enumerate(names):
         kinds = [_kind(cell_value(row[index])) for row in table]
         assert rows.types()[name] == KINDS[max(kinds, default=0)]
+
+
+@given(names=NAMES, data=st.data(), line_end=st.sampled_from(["\n", "\r\n"]),
+       filler=st.sampled_from(["1", "x", "2.5", ""]))
+@settings(max_examples=60, deadline=None)
+def test_any_table_far_into_a_file_reads_back_cell_for_cell(
+        tmp_path_factory: pytest.TempPathFactory, names: list[str], data: st.DataObject,
+        line_end: str, filler: str) -> None:
+    """As above, after a first chunk of filler rows: the table's chunks are read as cells."""
+    table = data.draw(st.lists(st.lists(CELL, min_size=len(names), max_size=len(names)),
+                               min_size=1, max_size=40))
+    fill = [[filler or "z"] * len(names)] * (CHUNK_BYTES // (2 * len(names)) + 1)
+    out = io.StringIO()
+    csv.writer(out, lineterminator=line_end).writerows([names, *fill, *table])
+    path = tmp_path_factory.mktemp("csv") / "d.csv"
+    path.write_text(out.getvalue(), encoding="utf-8", newline="")
+    rows, got = _all_rows(path, batch_size=7)
+    assert [[cell_text(v) for v in row] for row in got[len(fill):]] == table
+    for index, name in enumerate(names):
+        kinds = [_kind(cell_value(row[index])) for row in [*fill, *table]]
+        assert rows.types()[name] == KINDS[max(kinds)]
 
 
 SCALAR = st.one_of(st.none(), st.booleans(), st.integers(INT_MIN, INT_MAX),
