@@ -3,11 +3,14 @@
 Each consumer is a node of its own and negotiates in a worker process of its own with the
 product's ``connector.consumer.negotiate`` (what ``trustspace negotiate`` runs): a signed
 request, the provider's policy decision and signature, the consumer's countersignature
-sent back, the audit entries on both sides and the checkpoint exchange. The provider is a
+sent back carrying the checkpoint exchange, and the audit entries on both sides; each
+consumer keeps one connection to the provider across its negotiations (``negotiate(...,
+client=...)``), as the baseline keeps one channel. The provider is a
 real ``trustspace serve`` of its own with a fresh audit log, so the figures do not depend
 on which benchmarks ran before; a last row repeats one consumer's negotiations after the
 provider's log has grown (as a node's log does in service), because the checkpoint
-exchange costs more as the log grows. Latency is from request to stored agreement.
+exchange costs more as the log grows. Latency is the whole call: from the request to the
+countersignature acknowledged and the checkpoints swapped.
 
 Baseline in the same run: a raw unary gRPC echo of a message of the same size as a request
 (no auth, no signing, no storage), by the same number of clients at once.
@@ -114,6 +117,7 @@ def run(ws: Workspace, report: Report) -> None:
                       at_most(5, "ms"), higher_is_better=False))
     report.note(f"negotiation: {total} agreements per row ({total} by one consumer; "
                 f"{total // many} by each of {many} consumer nodes at once), offer with auto "
-                f"approval, a provider of its own; baseline echoes {REQUEST_BYTES} bytes per "
+                f"approval, a provider of its own, one connection per consumer kept open; "
+                f"baseline echoes {REQUEST_BYTES} bytes per "
                 f"call. The grown-log row: {max(2, total // 10)} more negotiations after "
                 f"{ws.sizes.grown_log:,} entries were appended to the provider's log.")

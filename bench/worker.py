@@ -72,7 +72,7 @@ def fetch(home_path: str, agreement_id: str, profile: str) -> dict[str, Any]:
 
 
 def negotiate(home_path: str, provider: str, offer_id: str, count: int) -> dict[str, Any]:
-    """``count`` negotiations one after another, each timed from request to agreement."""
+    """``count`` negotiations one after another over one connection, each timed whole."""
     from bench.workspace import APP, PURPOSE
     from connector.client import PeerClient
     from connector.consumer import negotiate as negotiate_call
