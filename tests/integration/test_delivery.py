@@ -397,3 +397,19 @@ def test_masked_and_hashed_values_and_pseudonyms_unlinkable_across_agreements(
     # stable within one agreement: a second delivery carries the same pseudonyms
     fetch(space, first)
     assert [r["phone"] for r in read_rows(space, first)] == phones_first
+
+
+def test_deliveries_running_at_once_each_bring_every_row_once(space: Space) -> None:
+    """More deliveries at once than the provider makes envelopes for at a time: the others
+    wait their turn batch by batch, and each completes whole."""
+    agreements = [negotiate(space.consumer) for _ in range(5)]
+    fetches = [subprocess.Popen([str(TRUSTSPACE), "fetch", str(space.consumer.home), agreement,
+                                 "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for agreement in agreements]
+    results = [process.communicate(timeout=120) for process in fetches]
+    assert [process.returncode for process in fetches] == [0] * 5, [e for _, e in results]
+    assert [json.loads(out)["rows"] for out, _ in results] == [ROWS] * 5
+    sent = audit(space.provider, "envelope.sent")
+    for agreement in agreements:
+        assert sorted(e["seq"] for e in of_agreement(sent, agreement)) == [0, 1, 2]
+        assert len(read_rows(space, agreement)) == ROWS
