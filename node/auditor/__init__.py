@@ -4,3 +4,7 @@
 ``report.write_report`` turns the result into one self-contained HTML page. See
 docs/audit-export.md for the export format and the rules.
 """
+
+DEFAULT_GRACE_S = 60
+"""How late a destruction may be before the auditor reports it. Here rather than in
+``verify`` so that the command line can show it without loading the auditor."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from nacl.signing import VerifyKey
 
+from node.auditor import DEFAULT_GRACE_S
 from node.auditor.agreements import AgreementView, check_agreements
 from node.auditor.chunks import CHUNK_BYTES
 from node.auditor.facts import LogFacts
@@ -43,8 +44,6 @@ from node.auditor.integrity import (
 from node.auditor.load import ExportHead, load_cards, read_head
 from node.errors import UsageError
 from node.identity import NodeCard
-
-DEFAULT_GRACE_S = 60
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def register(sub: Any) -> None:
 
 
 def _verification_arguments(p: argparse.ArgumentParser) -> None:
-    from node.auditor.verify import DEFAULT_GRACE_S
+    from node.auditor import DEFAULT_GRACE_S
 
     p.add_argument("logs", nargs="+", metavar="LOG", help="an export made by 'audit export'")
     p.add_argument("--card", action="append", default=[], metavar="CARD",

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-import sqlite_utils
-
 from node.errors import InvalidHome
 
 BUSY_TIMEOUT_MS = 30_000
@@ -63,9 +61,15 @@ def _migration_sql(name: str) -> str:
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:
-    db = sqlite_utils.Database(conn)
-    if not db["schema_migrations"].exists():
+    """The migrations recorded in any database (none where it has no record of them)."""
+    import sqlite_utils  # late: loading it costs every command a fifth of its start-up
+
+    if not sqlite_utils.Database(conn)["schema_migrations"].exists():
         return []
+    return _recorded(conn)
+
+
+def _recorded(conn: sqlite3.Connection) -> list[str]:
     return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
 
 
@@ -73,7 +77,7 @@ def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply the migrations this database has not seen yet; returns their names."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                  "(name TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)")
-    done = set(applied_migrations(conn))
+    done = set(_recorded(conn))  # the table exists: it was just made if it did not
     unknown = done - set(migration_names())
     if unknown:
         raise InvalidHome(f"the database was written by a newer trustspace (migration "
