@@ -120,17 +120,19 @@ def run_reject(args: argparse.Namespace, out: Output) -> int:
 
 
 def run_agreements(args: argparse.Namespace, out: Output) -> int:
-    from connector.consumer import poll_pending_requests
     from node.agreements import list_agreements
     from node.destruction import overdue
     from node.negotiation import requests_in_state
     from node.peers import peer_by_id
 
     home = open_home(args)
-    try:
-        poll_pending_requests(home)
-    except TrustspaceError:
-        pass  # an unreachable provider leaves the request pending; the listing still works
+    if requests_in_state(home, "consumer", "pending"):  # ask their providers, over gRPC
+        from connector.consumer import poll_pending_requests
+
+        try:
+            poll_pending_requests(home)
+        except TrustspaceError:
+            pass  # an unreachable provider leaves the request pending; the listing works
     rows = []
     now = int(time.time() * 1000)
     for stored in list_agreements(home):
