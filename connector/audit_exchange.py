@@ -101,8 +101,13 @@ def take_answer(home: Home, peer: Peer, offered: pb.CheckpointExchangeRequest,
                 answer: pb.CheckpointExchangeResponse) -> None:
     """The caller keeps its cosigned checkpoint and verifies, cosigns and keeps the peer's."""
     size = _cosigned_checkpoint_size(home, peer, offered.checkpoint, answer.cosigned)
-    theirs = _PeerCheckpoint.open(home, peer, answer.checkpoint, offered.known_size,
-                                  [bytes(h) for h in answer.consistency])
+    try:
+        theirs = _PeerCheckpoint.open(home, peer, answer.checkpoint, offered.known_size,
+                                      [bytes(h) for h in answer.consistency])
+    except TrustspaceError:  # the peer's own checkpoint is refused; its cosignature stands
+        with home.change() as change:
+            _keep_cosignature(change, peer, size, answer.cosigned)
+        raise
     with home.change() as change:
         _keep_cosignature(change, peer, size, answer.cosigned)
         _, refusal = theirs.keep(change)

@@ -240,3 +240,18 @@ def test_a_returned_cosignature_of_our_checkpoint_is_kept(pair: Pair) -> None:
     take_answer(pair.a, peer_b, offered, answer)
     [(note,)] = _rows(pair.a, "SELECT note FROM audit_cosignatures")
     assert note == answer.cosigned
+
+
+def test_a_valid_cosignature_is_kept_when_the_peers_own_checkpoint_is_refused(
+        pair: Pair) -> None:
+    peer_b = peer_by_id(pair.a, pair.b.node_id)
+    offered = offer_checkpoints(pair.a, peer_b)
+    answer = answer_checkpoints(pair.b, peer_by_id(pair.b, pair.a.node_id), offered)
+    answer.checkpoint = sign_note(note_text(answer.checkpoint), pair.b.node_id,
+                                  NodeKeys.generate().signing)  # b's checkpoint, another key
+    held = _rows(pair.a, "SELECT size FROM audit_peer_checkpoints")
+    with pytest.raises(BadSignature):
+        take_answer(pair.a, peer_b, offered, answer)
+    [(note,)] = _rows(pair.a, "SELECT note FROM audit_cosignatures")
+    assert note == answer.cosigned
+    assert _rows(pair.a, "SELECT size FROM audit_peer_checkpoints") == held
