@@ -255,3 +255,28 @@ def test_a_valid_cosignature_is_kept_when_the_peers_own_checkpoint_is_refused(
     [(note,)] = _rows(pair.a, "SELECT note FROM audit_cosignatures")
     assert note == answer.cosigned
     assert _rows(pair.a, "SELECT size FROM audit_peer_checkpoints") == held
+
+
+def _size_of(note: str) -> int:
+    return Checkpoint.parse(note_text(note)).size
+
+
+@pytest.mark.parametrize("cosigned_before", [False, True],
+                         ids=["lost on the first exchange", "lost after one cosigned"])
+def test_an_answer_that_never_came_back_does_not_wedge_the_next_exchange(
+        pair: Pair, cosigned_before: bool) -> None:
+    """The next offer proves from the newest checkpoint the peer cosigned, or, when none
+    came back, from the newest one offered, which the peer may hold."""
+    if cosigned_before:
+        pair.exchange()
+    peer_b, peer_a = peer_by_id(pair.a, pair.b.node_id), peer_by_id(pair.b, pair.a.node_id)
+    lost = offer_checkpoints(pair.a, peer_b)
+    answer_checkpoints(pair.b, peer_a, lost)  # b keeps a's checkpoint; a never hears back
+    pair.a.record("node.started", {"address": "127.0.0.1:7010"})
+    again = offer_checkpoints(pair.a, peer_b)
+    cosigned = _rows(pair.a, "SELECT size FROM audit_cosignatures WHERE note IS NOT NULL")
+    assert again.cosigned_size == (cosigned[0][0] if cosigned_before
+                                   else _size_of(lost.checkpoint))
+    take_answer(pair.a, peer_b, again, answer_checkpoints(pair.b, peer_a, again))
+    result = pair.verify()
+    assert result.clean, [f.line() for f in result.findings]

@@ -17,6 +17,7 @@ from node.errors import InvalidHome, TrustspaceError
 from node.home import DB_FILE, KEY_FILE, Home
 from node.identity import NodeCard, NodeKeys, SignedCard
 from node.store.db import (
+    WAL_CHECKPOINT_PAGES,
     _migration_sql,
     _statements,
     applied_migrations,
@@ -242,3 +243,20 @@ STATEMENTS = {
 @pytest.mark.parametrize(("sql", "expected"), list(STATEMENTS.values()), ids=list(STATEMENTS))
 def test_migration_files_are_split_into_statements(sql: str, expected: list[str]) -> None:
     assert _statements(sql) == expected
+
+
+@pytest.mark.parametrize("pragma, expected", [
+    pytest.param("journal_mode", "wal", id="readers go on while one thread writes"),
+    pytest.param("synchronous", 1, id="NORMAL: survives any process crash"),
+    pytest.param("wal_autocheckpoint", WAL_CHECKPOINT_PAGES,
+                 id="the WAL is copied back every 10,000 pages"),
+    pytest.param("foreign_keys", 1, id="references are enforced"),
+    pytest.param("secure_delete", 1, id="deleted vault pages are overwritten"),
+])
+def test_every_connection_has_the_nodes_settings(tmp_path: Path, pragma: str,
+                                                 expected: object) -> None:
+    conn = connect(tmp_path / DB_FILE)
+    try:
+        assert conn.execute(f"PRAGMA {pragma}").fetchone()[0] == expected
+    finally:
+        conn.close()
