@@ -10,10 +10,10 @@ batch itself is a JSON array of rows, each an array of values in field order.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from nacl.exceptions import CryptoError
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
@@ -56,8 +56,13 @@ class EnvelopeHeader:
 
 
 def encode_batch(rows: list[Any]) -> bytes:
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    """The batch as compact UTF-8 JSON.
+
+    orjson, not ``json.dumps``: encoding was the provider's largest cost per row (0.86 us
+    against 0.11 us). orjson writes a NaN or infinite float as null, and such a float never
+    reaches a batch: import keeps those cells as text (node/rowfile.py).
+    """
+    return orjson.dumps(rows)
 
 
 def digest_of(plaintext: bytes) -> str:
@@ -99,7 +104,7 @@ def open_envelope(header_bytes: bytes, signature: bytes, body: bytes, *,
     if digest_of(plaintext) != header.digest:
         raise EnvelopeTampered(f"envelope {header.seq}'s content does not match its digest")
     try:
-        rows = json.loads(plaintext)
+        rows = orjson.loads(plaintext)
     except (ValueError, RecursionError):  # a batch nested too deeply is no batch of rows
         raise EnvelopeTampered(f"envelope {header.seq}'s content is not a batch of rows") \
             from None
