@@ -223,6 +223,10 @@ _values = st.recursive(
 @settings(max_examples=300)
 @given(_values)
 def test_canonical_json_decides_as_the_first_recursive_version(value: object) -> None:
+    _decides_as_the_reference(value)
+
+
+def _decides_as_the_reference(value: object) -> None:
     try:
         expected: bytes | str = _reference_canonical_json(value)
     except MalformedMessage as e:
@@ -232,6 +236,20 @@ def test_canonical_json_decides_as_the_first_recursive_version(value: object) ->
     except MalformedMessage as e:
         got = e.message
     assert got == expected
+
+
+_any_text = st.text(st.characters(exclude_categories=()), max_size=6)  # lone surrogates too
+_documents = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.integers(-2**64, 2**64) | _any_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_any_text, inner, max_size=3),
+    max_leaves=12)
+
+
+@given(_documents)
+def test_canonical_json_writes_what_the_standard_encoder_writes(value: object) -> None:
+    """The fast encoder (orjson) gives the standard one's bytes for every code point and
+    every integer, and refuses a lone surrogate as it does."""
+    _decides_as_the_reference(value)
 
 
 PARSE_REFUSALS: dict[str, tuple[bytes, str]] = {
