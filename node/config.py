@@ -34,6 +34,9 @@ class Config:
     tls_peer_ca: str = ""
     max_message_bytes: int = 16 * 1024 * 1024
     max_streams_per_peer: int = 8
+    # Rows per envelope this node sends as a provider (fewer when rows are wide, see
+    # node/delivery.py): larger envelopes cost less per row, smaller ones hold less memory.
+    envelope_rows: int = 4000
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -121,6 +124,6 @@ def _toml_value(value: Any) -> str:
 
 
 _BOUNDS = (("clock_skew_seconds", 1, 86_400), ("max_message_bytes", 4096, 2**31 - 1),
-           ("max_streams_per_peer", 1, 10_000))
+           ("max_streams_per_peer", 1, 10_000), ("envelope_rows", 1, 1_000_000))
 _DEFAULTS = Config("x", "x", "x:1")
 _DEFAULT_KEYS = {f.name for f in fields(Config)} - {"name", "domain", "listen", "extra"}

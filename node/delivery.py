@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from node.agreements import StoredAgreement, load_agreement
 from node.audit import now_ms
-from node.datasets import get_dataset
+from node.datasets import Dataset, get_dataset
 from node.documents import SignedDoc
 from node.envelopes import FIRST_PREV, EnvelopeHeader, digest_of, encode_batch, seal
 from node.errors import AccessDenied, ContractRefused, NotFound, TrustspaceError
@@ -26,9 +26,9 @@ from node.ids import check_id, new_id
 from node.peers import Peer
 from node.store.db import connect
 from policies.durations import format_duration
-from policies.transforms import make_projector
+from policies.transforms import Projector, make_projector
 
-BATCH_ROWS = 1000
+READER_CACHE_KIB = 64
 _PRODUCERS = threading.BoundedSemaphore(2)
 """Deliveries making an envelope at the same moment in this process. Two keep the
 interpreter busy — one runs Python while the other is in SQLite, libsodium or SHA-256, which
@@ -100,7 +100,8 @@ def start_delivery(home: Home, consumer: Peer, agreement_id: str, resume_deliver
 def _new(home: Home, stored: StoredAgreement, consumer: Peer) -> DeliveryPlan:
     agreement = stored.agreement
     dataset = get_dataset(home, agreement.dataset_id)
-    batches = -(-dataset.row_count // BATCH_ROWS)
+    batch_rows = _batch_rows(home, stored, dataset)
+    batches = -(-dataset.row_count // batch_rows)
     with home.change() as change:
         number = change.conn.execute("SELECT count(*) FROM deliveries WHERE agreement_id = ?",
                                      (agreement.agreement_id,)).fetchone()[0] + 1
@@ -109,7 +110,7 @@ def _new(home: Home, stored: StoredAgreement, consumer: Peer) -> DeliveryPlan:
         start = SignedDoc.create("delivery-start", {
             "delivery_id": delivery_id, "agreement_id": agreement.agreement_id,
             "number": number, "fields": list(agreement.terms.field_names),
-            "batch_rows": BATCH_ROWS, "rows": dataset.row_count, "envelopes": batches,
+            "batch_rows": batch_rows, "rows": dataset.row_count, "envelopes": batches,
             "started_at": started}, home.keys)
         change.conn.execute(
             "INSERT INTO deliveries (delivery_id, agreement_id, role, number, start_document, "
@@ -118,8 +119,40 @@ def _new(home: Home, stored: StoredAgreement, consumer: Peer) -> DeliveryPlan:
         change.audit.append("delivery.started", {
             "agreement": agreement.agreement_id, "delivery": delivery_id, "number": number,
             "document": start.to_dict()})
-    return DeliveryPlan(stored, consumer, start, delivery_id, 0, BATCH_ROWS,
+    return DeliveryPlan(stored, consumer, start, delivery_id, 0, batch_rows,
                         dataset.row_count, batches)
+
+
+ENVELOPE_SHARE = 4
+"""A new delivery's envelopes are sized to hold at most 1/ENVELOPE_SHARE of the node's message
+size limit, as measured on its first rows: the rest is headroom for rows wider than those."""
+SAMPLE_ROWS = 100
+
+
+def _batch_rows(home: Home, stored: StoredAgreement, dataset: Dataset) -> int:
+    """Rows per envelope for a new delivery: the node's ``envelope_rows``, fewer if rows
+    this wide would fill more than a share of the message size limit.
+
+    Every envelope costs each side a signature, a transaction, an audit entry and a wake-up
+    of its process, so larger envelopes cost less per row; with many deliveries at once
+    those per-envelope costs are what the machine runs out of first (BENCHMARKS.md).
+    """
+    columns, project = _projection(stored, dataset)
+    sample = project(home.conn.execute(f'SELECT {columns} FROM "{dataset.row_table}" '
+                                       "ORDER BY _row LIMIT ?", (SAMPLE_ROWS,)).fetchall())
+    rows = home.config.envelope_rows
+    if not sample:
+        return rows
+    width = len(encode_batch(sample)) / len(sample)
+    return max(1, min(rows, int(home.config.max_message_bytes / ENVELOPE_SHARE / width)))
+
+
+def _projection(stored: StoredAgreement,
+                dataset: Dataset) -> tuple[str, Projector]:
+    """The agreed columns as SQL, and the agreement's transforms over fetched rows."""
+    terms = stored.agreement.terms
+    columns = ", ".join(dataset.column_of(f) for f in terms.field_names)
+    return columns, make_projector(terms.transforms, stored.hash_key or b"")
 
 
 def _resume(home: Home, stored: StoredAgreement, consumer: Peer, delivery_id: str,
@@ -145,12 +178,13 @@ def envelopes(home: Home, plan: DeliveryPlan) -> Iterator[tuple[bytes, bytes, by
     """Sealed, signed envelopes from ``plan.from_seq`` on; audit entries for new ones."""
     agreement = plan.stored.agreement
     dataset = get_dataset(home, agreement.dataset_id)
-    columns = ", ".join(dataset.column_of(f) for f in agreement.terms.field_names)
-    project = make_projector(agreement.terms.transforms, plan.stored.hash_key or b"")
+    columns, project = _projection(plan.stored, dataset)
     fields = agreement.terms.field_names
     box_key = plan.consumer.card.box_key
     prev = _digest_before(home, plan)
     source = connect(home.path / "node.db")  # a reader of its own: writes go on meanwhile
+    # It reads each page once, in order: a small page cache keeps a stream's memory small.
+    source.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
     try:
         cursor = source.execute(f'SELECT {columns} FROM "{dataset.row_table}" WHERE _row > ? '
                                 "ORDER BY _row", (plan.from_seq * plan.batch_rows,))
@@ -165,6 +199,7 @@ def envelopes(home: Home, plan: DeliveryPlan) -> Iterator[tuple[bytes, bytes, by
                                         len(rows), fields, digest_of(plaintext), prev)
                 _record_sent(home, header)
                 envelope = seal(home.keys, box_key, header, plaintext)
+                del rows, plaintext  # not held while the envelope waits to be sent
             yield envelope
             prev = header.digest
     finally:

@@ -38,6 +38,16 @@ class Node:
         run_cli("init", home, "--name", name, "--domain", domain, "--listen",
                 f"127.0.0.1:{self.port}", *(extra_init or []), check=True)
 
+    def configure(self, **values: object) -> None:
+        """Change keys of the node's config.toml, as an operator edits it (before serve)."""
+        from dataclasses import replace
+
+        from node.config import Config
+        from node.home import CONFIG_FILE
+
+        path = self.home / CONFIG_FILE
+        path.write_text(replace(Config.load(path), **values).to_toml(), "utf-8")
+
     def cli(self, *args: str | Path, check: bool = False,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
         command, *rest = [str(a) for a in args]

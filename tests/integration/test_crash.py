@@ -144,6 +144,7 @@ class Space:
 @pytest.fixture(scope="module")
 def space(module_dir: Path) -> Iterator[Space]:
     provider = make_node(module_dir, "prov", "data.qingdao")
+    provider.configure(envelope_rows=1000)  # the envelope counts below
     consumer = make_node(module_dir, "cons", "finance.qingdao")
     trust(provider, consumer)
     trust(consumer, provider)

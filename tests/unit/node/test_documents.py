@@ -139,7 +139,7 @@ class Pair:
 
 def make_pair(base: Path, rows: int = 20, retention: str = "7d") -> Pair:
     provider = Home.init(base / "prov", Config(name="prov", domain="data.qingdao",
-                                               listen="127.0.0.1:1"))
+                                               listen="127.0.0.1:1", envelope_rows=1000))
     consumer = Home.init(base / "cons", Config(name="cons", domain="finance.qingdao",
                                                listen="127.0.0.1:2"))
     add_peer(provider, consumer.signed_card())
