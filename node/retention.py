@@ -35,8 +35,10 @@ def destroy_due(home: Home) -> int:
             done += destroy_held(home, agreement_id, "max_reads", [delivery_id]) is not None
         elif received_at + terms.retention * 1000 <= now:
             done += destroy_held(home, agreement_id, "retention", [delivery_id]) is not None
-    revoked.update(r[0] for r in home.conn.execute(  # revoked, rows gone, key still there
-        "SELECT agreement_id FROM agreements JOIN vault_keys USING (agreement_id) "
+    # revoked, rows gone, key still there; the keys lead (CROSS JOIN keeps that order): a
+    # provider holds none, and scanning its every agreement each tick cost it 2% of its CPU
+    revoked.update(r[0] for r in home.conn.execute(
+        "SELECT agreement_id FROM vault_keys CROSS JOIN agreements USING (agreement_id) "
         "WHERE role = 'consumer' AND state = 'revoked'"))
     for agreement_id in sorted(revoked):
         done += destroy_held(home, agreement_id, "revoked") is not None
