@@ -18,6 +18,7 @@ from typing import Any
 
 from bench.report import Figure, Report, at_least_ratio, at_most
 from bench.workspace import Workspace, reset_peak, run_together, run_worker, vm_kb
+from node.config import DEFAULT_ENVELOPE_ROWS
 
 RSS_LIMIT_MB = 150
 
@@ -97,7 +98,9 @@ def run(ws: Workspace, report: Report) -> None:
             base = max(r[key] for r in runs["ideal"]) / 1024
             report.add(Figure(name, f"peak RSS {side}", peak, "MB", "ideal pipeline", base,
                               at_most(RSS_LIMIT_MB, "MB"), higher_is_better=False))
-    report.note(f"delivery: {n:,} rows of 6 fields (~200 B/row as CSV); batches of 1000 rows; "
+    report.note(f"delivery: {n:,} rows of 6 fields (~200 B/row as CSV); envelopes and raw gRPC "
+                f"messages of {DEFAULT_ENVELOPE_ROWS} rows, ideal pipeline batches of 1000 (as "
+                "the reference); "
                 f"{reps} run(s) each, interleaved, best rate kept, highest peak RSS kept. "
                 "Plain = id, value, payload; masked = id, sensor (hash), payload (mask). MB/s "
                 "counts the sealed batches in the vault (product) and the projected JSON "

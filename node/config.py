@@ -16,6 +16,7 @@ from node.identity import check_address
 from node.ids import check_domain, check_id
 
 DEFAULT_CLOCK_SKEW_S = 300
+DEFAULT_ENVELOPE_ROWS = 4000
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Config:
     max_streams_per_peer: int = 8
     # Rows per envelope this node sends as a provider (fewer when rows are wide, see
     # node/delivery.py): larger envelopes cost less per row, smaller ones hold less memory.
-    envelope_rows: int = 4000
+    envelope_rows: int = DEFAULT_ENVELOPE_ROWS
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -1,31 +1,29 @@
 """Raw gRPC: the transport alone, with no authentication, signing, encryption or storage.
 
 ``Stream`` sends the same projected bytes the product sends, in the same batches: the
-agreed columns read from SQLite 1000 rows at a time and encoded as the product encodes a
-batch (a compact JSON array of rows); the client only counts them. ``Echo`` answers a
+agreed columns read from SQLite as many rows at a time as a product envelope holds by
+default, and encoded by the product's own batch encoder (a compact JSON array of rows); the
+client only counts them. ``Echo`` answers a
 unary call with as many bytes as it was sent, the floor for one negotiation round trip.
 Messages are plain bytes (no protobuf), so nothing but gRPC itself is measured.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import statistics
 import time
 from concurrent import futures
 from typing import Any
 
+from node.config import DEFAULT_ENVELOPE_ROWS
+from node.envelopes import encode_batch
+
 SERVICE = "benchraw.Raw"
 OPTIONS = [("grpc.max_send_message_length", 64 << 20),
            ("grpc.max_receive_message_length", 64 << 20)]
-BATCH = 1000
+BATCH = DEFAULT_ENVELOPE_ROWS
 COLUMNS = "id, value, payload"
-
-
-def _encode(batch: list[Any]) -> bytes:
-    return json.dumps(batch, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
 
 
 def server_main(port: int, source: str) -> None:
@@ -37,7 +35,7 @@ def server_main(port: int, source: str) -> None:
         try:
             cursor = conn.execute(f"SELECT {COLUMNS} FROM t ORDER BY id LIMIT ?", (limit,))
             while batch := cursor.fetchmany(BATCH):
-                yield _encode(batch)
+                yield encode_batch(batch)
         finally:
             conn.close()
 
