@@ -80,6 +80,18 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return parse
 
 
+def _encoded_or(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """A streamed response a handler already wrote in wire format goes out as it is (a
+    delivery's envelope frames: see connector/convert.py); any other is serialized."""
+    if serializer is None:
+        return None
+
+    def serialize(response: Any) -> bytes:
+        return response if isinstance(response, bytes) else serializer(response)
+
+    return serialize
+
+
 def current_caller() -> Peer:
     """The authenticated peer of the call being handled."""
     return _caller.get()
@@ -178,7 +190,7 @@ class ServerAuth(grpc.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=_tolerant(handler.request_deserializer),
-                response_serializer=handler.response_serializer)
+                response_serializer=_encoded_or(handler.response_serializer))
         return self._refuse_streamed_requests(method, handler)
 
     def _open_stream(self, method: str, peer: Peer, context: grpc.ServicerContext) -> None:

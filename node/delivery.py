@@ -198,10 +198,10 @@ def envelopes(home: Home, plan: DeliveryPlan) -> Iterator[tuple[bytes, bytes, by
                 header = EnvelopeHeader(agreement.agreement_id, plan.delivery_id, seq,
                                         len(rows), fields, digest_of(plaintext), prev)
                 _record_sent(home, header)
-                envelope = seal(home.keys, box_key, header, plaintext)
-                del rows, plaintext  # not held while the envelope waits to be sent
-            yield envelope
+                made = [seal(home.keys, box_key, header, plaintext)]
+                del rows, plaintext
             prev = header.digest
+            yield made.pop()  # popped: nothing here holds the envelope while it is sent
     finally:
         source.close()
 
