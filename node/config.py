@@ -16,7 +16,7 @@ from node.identity import check_address
 from node.ids import check_domain, check_id
 
 DEFAULT_CLOCK_SKEW_S = 300
-DEFAULT_ENVELOPE_ROWS = 4000
+DEFAULT_ENVELOPE_ROWS = 8000
 
 
 @dataclass(frozen=True)

@@ -365,7 +365,7 @@ CONFIGS = {
                                   "max_message_bytes = 2147483648"),
     "max_message_bytes of zero": ("max_message_bytes = 16777216", "max_message_bytes = 0"),
     "no streams at all": ("max_streams_per_peer = 8", "max_streams_per_peer = 0"),
-    "envelopes of no rows": ("envelope_rows = 4000", "envelope_rows = 0"),
+    "envelopes of no rows": ("envelope_rows = 8000", "envelope_rows = 0"),
     "a clock skew of 10^17 s": ("clock_skew_seconds = 300",
                                 "clock_skew_seconds = 100000000000000000"),
     "node as a value": ("[node]", "node = 1\n[other]"),

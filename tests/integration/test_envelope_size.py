@@ -1,6 +1,6 @@
 """How many rows an envelope carries.
 
-A provider sends ``envelope_rows`` rows per envelope (4000 unless its operator sets another
+A provider sends ``envelope_rows`` rows per envelope (8000 unless its operator sets another
 number), and fewer when its rows are so wide that an envelope would come near its message
 size limit: that limit would otherwise refuse the envelope and break the delivery. Either
 way the rows per envelope are fixed in the signed start of the delivery, which a resumed
@@ -52,11 +52,11 @@ def fetched(provider: Node, consumer: Node) -> tuple[dict[str, object], int]:
     return start, int(held)
 
 
-def test_envelopes_carry_4000_rows_unless_the_operator_says_otherwise(
+def test_envelopes_carry_8000_rows_unless_the_operator_says_otherwise(
         nodes: tuple[Node, Node]) -> None:
     provider, consumer = nodes
     start, held = fetched(provider, consumer)
-    assert (start["batch_rows"], start["envelopes"], held) == (4000, 3, 3)
+    assert (start["batch_rows"], start["envelopes"], held) == (8000, 2, 2)
 
     provider.configure(envelope_rows=2500)
     start, held = fetched(provider, consumer)
@@ -65,16 +65,16 @@ def test_envelopes_carry_4000_rows_unless_the_operator_says_otherwise(
 
 def test_wide_rows_are_sent_in_smaller_envelopes_that_fit_the_message_limit(
         nodes: tuple[Node, Node]) -> None:
-    """With a 64 KiB message limit, 4000 rows to an envelope would be refused: the provider
+    """With a 64 KiB message limit, 8000 rows to an envelope would be refused: the provider
     sends fewer, sized on the first rows to a quarter of the limit (later rows here are a
     little wider, which the rest of the limit absorbs), and every row arrives."""
     provider, consumer = nodes
     limit = 65536
-    provider.configure(envelope_rows=4000, max_message_bytes=limit)
+    provider.configure(envelope_rows=8000, max_message_bytes=limit)
     start, held = fetched(provider, consumer)
     batch_rows = int(str(start["batch_rows"]))
     assert held == start["envelopes"] == -(-ROWS // batch_rows)
     largest = one(consumer, "SELECT max(length(sealed)) FROM vault_batches WHERE delivery_id "
                             "= ?", start["delivery_id"]) - SECRETBOX_OVERHEAD
     assert largest <= limit // 2
-    assert largest / batch_rows * 4000 > limit  # what 4000 rows to an envelope would take
+    assert largest / batch_rows * 8000 > limit  # what 8000 rows to an envelope would take
