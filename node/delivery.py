@@ -28,6 +28,10 @@ from node.store.db import connect
 from policies.durations import format_duration
 from policies.transforms import Projector, make_projector
 
+ENVELOPE_SHARE = 4
+"""A new delivery's envelopes are sized to hold at most 1/ENVELOPE_SHARE of the node's message
+size limit, as measured on its first rows: the rest is headroom for rows wider than those."""
+SAMPLE_ROWS = 100
 READER_CACHE_KIB = 64
 _PRODUCERS = threading.BoundedSemaphore(2)
 """Deliveries making an envelope at the same moment in this process. Two keep the
@@ -121,12 +125,6 @@ def _new(home: Home, stored: StoredAgreement, consumer: Peer) -> DeliveryPlan:
             "document": start.to_dict()})
     return DeliveryPlan(stored, consumer, start, delivery_id, 0, batch_rows,
                         dataset.row_count, batches)
-
-
-ENVELOPE_SHARE = 4
-"""A new delivery's envelopes are sized to hold at most 1/ENVELOPE_SHARE of the node's message
-size limit, as measured on its first rows: the rest is headroom for rows wider than those."""
-SAMPLE_ROWS = 100
 
 
 def _batch_rows(home: Home, stored: StoredAgreement, dataset: Dataset) -> int:
