@@ -9,14 +9,17 @@ delivery follows.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from node.documents import SignedDoc
-from tests.conftest import Node
-from tests.integration.conftest import make_node, negotiate, one, publish, trust
+from tests.conftest import TRUSTSPACE, Node
+from tests.integration.conftest import make_node, negotiate, one, publish, sql, trust
 
 ROWS = 9000
 SECRETBOX_OVERHEAD = 40  # nonce and MAC around each batch in the vault
@@ -78,3 +81,35 @@ def test_wide_rows_are_sent_in_smaller_envelopes_that_fit_the_message_limit(
                             "= ?", start["delivery_id"]) - SECRETBOX_OVERHEAD
     assert largest <= limit // 2
     assert largest / batch_rows * 8000 > limit  # what 8000 rows to an envelope would take
+
+
+def test_a_resumed_delivery_keeps_the_envelope_size_of_its_start(
+        nodes: tuple[Node, Node]) -> None:
+    """The consumer dies after storing the first envelope; the operator then changes
+    envelope_rows and restarts the provider. The fetch resumes the same delivery, in the
+    envelopes its signed start announced, and every row arrives once."""
+    provider, consumer = nodes
+    provider.configure(envelope_rows=4000, max_message_bytes=16 * 1024 * 1024)
+    provider.start()
+    try:
+        agreement_id = negotiate(consumer)
+        armed = {**os.environ, "TRUSTSPACE_CRASH_AT": "fetch.envelope_stored@1"}
+        died = subprocess.run([str(TRUSTSPACE), "fetch", str(consumer.home), agreement_id],
+                              capture_output=True, text=True, timeout=60, env=armed)
+        assert died.returncode == -signal.SIGKILL, died.stderr
+    finally:
+        provider.stop()
+    provider.configure(envelope_rows=1000)
+    provider.start()
+    try:
+        consumer.cli("fetch", agreement_id, check=True)
+    finally:
+        provider.stop()
+    deliveries = sql(consumer, "SELECT delivery_id, envelopes, rows FROM deliveries WHERE "
+                               "agreement_id = ?", agreement_id)
+    assert [(envelopes, rows) for _, envelopes, rows in deliveries] == [(3, ROWS)]
+    start = SignedDoc.from_json(one(consumer, "SELECT start_document FROM deliveries WHERE "
+                                              "agreement_id = ?", agreement_id)).body()
+    assert (start["batch_rows"], start["envelopes"]) == (4000, 3)
+    assert sql(consumer, "SELECT seq, rows FROM vault_batches WHERE delivery_id = ? ORDER BY seq",
+               deliveries[0][0]) == [(0, 4000), (1, 4000), (2, 1000)]
