@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import DecodeError, Message
 
-from connector.message_dict import message_dict
 from connector.status import abort, abort_internal
 from node.canonical import b64, canonical_json, unb64
 from node.errors import (
@@ -100,7 +100,7 @@ def current_caller() -> Peer:
 def call_bytes(method: str, caller: str, audience: str, time_ms: int, nonce: str,
                request: Message) -> bytes:
     """The canonical encoding of a call; the only thing a call signature covers."""
-    body = message_dict(request)
+    body = MessageToDict(request, preserving_proto_field_name=True)
     return canonical_json({"method": method, "caller": caller, "audience": audience,
                            "time": time_ms, "nonce": nonce, "request": body})
 
