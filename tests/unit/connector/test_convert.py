@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import platform
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from connector.convert import envelope_frame
 from connector.pb import trustspace_pb2 as pb
-from connector.runtime import limit_heap_arenas
 
 
 @given(st.binary(max_size=300), st.binary(max_size=80), st.binary(max_size=20_000))
@@ -29,7 +26,3 @@ def test_lengths_at_every_varint_boundary(size: int) -> None:
     message = pb.DeliveryFrame(envelope=pb.Envelope(header=b"h", signature=b"s" * 64, body=body))
     assert envelope_frame(b"h", b"s" * 64, body) == message.SerializeToString()
 
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the arena limit is glibc's")
-def test_the_heap_arena_limit_is_taken_by_glibc() -> None:
-    assert limit_heap_arenas() is True
