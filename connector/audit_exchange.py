@@ -14,14 +14,14 @@ the evidence of a fork an auditor needs.
 Each side keeps, per held checkpoint, the proof it accepted it with, so an auditor given
 only one side's export can still check the other side's checkpoints against each other.
 The exchange is three steps on the wire messages — :func:`offer_checkpoints` (caller),
-:func:`answer_checkpoints` (responder), :func:`take_answer` (caller) — over domain steps
-that take and return plain values.
+:func:`answer_checkpoints` (responder, in the stages of :class:`Answer`), :func:`take_answer`
+(caller) — over domain steps that take and return plain values.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -84,34 +84,100 @@ def offer_checkpoints(home: Home, peer: Peer) -> pb.CheckpointExchangeRequest:
 def answer_checkpoints(home: Home, caller: Peer,
                        offered: pb.CheckpointExchangeRequest) -> pb.CheckpointExchangeResponse:
     """The responder's answer: the caller's checkpoint cosigned, and its own latest one."""
-    theirs = _PeerCheckpoint.open(home, caller, offered.checkpoint, offered.cosigned_size,
-                                  [bytes(h) for h in offered.consistency])
+    answer = Answer.open(home, caller, offered)
     with home.change() as change:
-        cosigned, refusal = theirs.keep(change)
+        answer.write(change)
+    return answer.response()
+
+
+class Answer:
+    """The responder's answer in the three stages a write transaction splits it into.
+
+    :meth:`write` runs inside a transaction the responder may share with the change the
+    exchange rides on (a countersignature), so the two commit together and the
+    responder's checkpoint covers both.
+    """
+
+    def __init__(self, home: Home, offered: pb.CheckpointExchangeRequest,
+                 theirs: _PeerCheckpoint) -> None:
+        self._home = home
+        self._offered = offered
+        self._theirs = theirs
+        self._written: tuple[str, _Refusal | None, str, int] | None = None
+        self._error: TrustspaceError | None = None
+
+    @classmethod
+    def open(cls, home: Home, caller: Peer, offered: pb.CheckpointExchangeRequest) -> Answer:
+        """1. The caller's checkpoint verified against its card (before any write lock)."""
+        return cls(home, offered, _PeerCheckpoint.open(
+            home, caller, offered.checkpoint, offered.cosigned_size,
+            [bytes(h) for h in offered.consistency]))
+
+    def write(self, change: Change) -> None:
+        """2. Inside ``change``: keep the caller's checkpoint, then checkpoint our own log.
+
+        A checkpoint that cannot be kept writes nothing here and fails :meth:`response`,
+        never the transaction it shares.
+        """
+        try:
+            cosigned, refusal = self._theirs.keep(change)
+        except TrustspaceError as e:
+            self._error = e
+            return
+        note, size = "", 0
         if refusal is None:  # ours covers the checkpoint.cosigned entry just written
-            note, ours = _checkpoint_now(home, change)
-    if refusal is not None:
-        theirs.refuse(home, refusal)
-    return pb.CheckpointExchangeResponse(
-        cosigned=cosigned, checkpoint=note,
-        consistency=proof_from(home, offered.known_size, ours.size))
+            note, ours = _checkpoint_now(self._home, change)
+            size = ours.size
+        self._written = cosigned, refusal, note, size
+
+    def response(self) -> pb.CheckpointExchangeResponse:
+        """3. After the commit: the answer, or the refusal recorded and raised."""
+        if self._error is not None:
+            raise self._error
+        assert self._written is not None, "write() runs before response()"
+        cosigned, refusal, note, size = self._written
+        if refusal is not None:
+            self._theirs.refuse(self._home, refusal)
+        return pb.CheckpointExchangeResponse(
+            cosigned=cosigned, checkpoint=note,
+            consistency=proof_from(self._home, self._offered.known_size, size))
 
 
 def take_answer(home: Home, peer: Peer, offered: pb.CheckpointExchangeRequest,
-                answer: pb.CheckpointExchangeResponse) -> None:
-    """The caller keeps its cosigned checkpoint and verifies, cosigns and keeps the peer's."""
-    size = _cosigned_checkpoint_size(home, peer, offered.checkpoint, answer.cosigned)
+                answer: pb.CheckpointExchangeResponse,
+                also: Callable[[Change], None] | None = None) -> None:
+    """The caller keeps its cosigned checkpoint and verifies, cosigns and keeps the peer's.
+
+    ``also`` commits with what is kept, and commits even when the answer is refused: it
+    is the caller's own bookkeeping of the call (the outbox), not part of the exchange.
+    """
+    try:
+        size = _cosigned_checkpoint_size(home, peer, offered.checkpoint, answer.cosigned)
+    except TrustspaceError:
+        if also is not None:
+            with home.change() as change:
+                also(change)
+        raise
+    theirs: _PeerCheckpoint | None = None
+    error: TrustspaceError | None = None
+    refusal: _Refusal | None = None
     try:
         theirs = _PeerCheckpoint.open(home, peer, answer.checkpoint, offered.known_size,
                                       [bytes(h) for h in answer.consistency])
-    except TrustspaceError:  # the peer's own checkpoint is refused; its cosignature stands
-        with home.change() as change:
-            _keep_cosignature(change, peer, size, answer.cosigned)
-        raise
+    except TrustspaceError as e:  # the peer's own checkpoint is refused; its cosignature stands
+        error = e
     with home.change() as change:
         _keep_cosignature(change, peer, size, answer.cosigned)
-        _, refusal = theirs.keep(change)
-    if refusal is not None:
+        if theirs is not None:
+            try:
+                _, refusal = theirs.keep(change)
+            except TrustspaceError as e:  # raised before it writes anything
+                error = e
+        if also is not None:
+            also(change)
+    if error is not None:
+        raise error
+    if theirs is not None and refusal is not None:
         theirs.refuse(home, refusal)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
 
 from connector.audit_exchange import offer_checkpoints, take_answer
 from connector.client import PeerClient
@@ -12,7 +14,7 @@ from node import outbox
 from node.destruction import acknowledge_receipt_sent
 from node.errors import TrustspaceError
 from node.faults import crash_point
-from node.home import Home
+from node.home import Change, Home
 from node.peers import peer_by_id
 
 log = logging.getLogger("trustspace.outbox")
@@ -40,14 +42,11 @@ def flush_outbox(home: Home, peer_id: str | None = None, *, force: bool = False,
                     sender = clients[peer.node_id] = PeerClient(home, peer,
                                                                 timeout=SEND_TIMEOUT_S)
                 _send(home, sender, message)
-                crash_point(f"outbox.{message.kind}_sent")
             except TrustspaceError as e:
                 outbox.mark_failed(home, message, e.message)
                 log.info("outbox %s to %s not delivered yet: %s", message.kind,
                          message.peer_id, e.code)
                 continue
-            with home.change() as change:
-                outbox.mark_delivered(change, message.id)
             delivered += 1
     finally:
         for opened in clients.values():  # not the lent client: its owner closes it
@@ -56,10 +55,13 @@ def flush_outbox(home: Home, peer_id: str | None = None, *, force: bool = False,
 
 
 def _send(home: Home, client: PeerClient, message: outbox.Message) -> None:
+    """Send one message; it leaves the outbox once the peer acknowledged it."""
     doc = doc_to_pb(message.doc)
+    leave = partial(outbox.mark_delivered, message_id=message.id)
     if message.kind == "countersign":
-        _countersign(home, client, doc)
-    elif message.kind == "receipt":
+        _countersign(home, client, doc, leave)
+        return
+    if message.kind == "receipt":
         ack = client.call(client.receipts.SubmitReceipt, pb.ReceiptRequest(receipt=doc),
                           SEND_TIMEOUT_S)
         acknowledge_receipt_sent(home, message.doc,
@@ -70,13 +72,18 @@ def _send(home: Home, client: PeerClient, message: outbox.Message) -> None:
                     SEND_TIMEOUT_S)
     else:  # pragma: no cover — the table's CHECK constraint allows nothing else
         raise ValueError(message.kind)
+    crash_point(f"outbox.{message.kind}_sent")
+    with home.change() as change:
+        leave(change)
 
 
-def _countersign(home: Home, client: PeerClient, doc: pb.SignedDocument) -> None:
+def _countersign(home: Home, client: PeerClient, doc: pb.SignedDocument,
+                 leave: Callable[[Change], None]) -> None:
     """The countersignature, carrying this node's half of the checkpoint exchange.
 
     The exchange never fails the countersignature: a checkpoint either side refuses is
-    recorded as ``checkpoint.refused`` by the side that refused it.
+    recorded as ``checkpoint.refused`` by the side that refused it. The message leaves
+    the outbox (``leave``) in the transaction that keeps the provider's answer.
     """
     try:
         offered: pb.CheckpointExchangeRequest | None = offer_checkpoints(home, client.peer)
@@ -85,12 +92,15 @@ def _countersign(home: Home, client: PeerClient, doc: pb.SignedDocument) -> None
     answer = client.call(client.negotiation.Countersign,
                          pb.CountersignRequest(agreement=doc, checkpoints=offered),
                          SEND_TIMEOUT_S)
+    crash_point("outbox.countersign_sent")
     if offered is None or not answer.HasField("checkpoints"):
         if answer.checkpoints_refused:
             log.info("%s refused this node's checkpoint: %s", client.peer.name,
                      answer.checkpoints_refused[:300])
+        with home.change() as change:
+            leave(change)
         return
     try:
-        take_answer(home, client.peer, offered, answer.checkpoints)
+        take_answer(home, client.peer, offered, answer.checkpoints, also=leave)
     except TrustspaceError as e:
         log.info("checkpoint of %s not accepted: %s", client.peer.name, e.code)

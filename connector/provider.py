@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import grpc
 
-from connector.audit_exchange import answer_checkpoints
+from connector.audit_exchange import Answer
 from connector.auth import current_caller
 from connector.convert import STATE_TO_PB, doc_from_pb, doc_to_pb, envelope_frame
 from connector.pb import trustspace_pb2 as pb
@@ -71,15 +71,22 @@ class NegotiationService(rpc.NegotiationServicer):
                     context: grpc.ServicerContext) -> pb.CountersignResponse:
         caller = current_caller()
         doc = doc_from_pb(request.agreement, what="agreement")
-        stored = negotiation.accept_countersignature(self.home, caller, doc)
-        crash_point("provider.countersigned")
-        response = pb.CountersignResponse(agreement_id=stored.agreement_id)
+        answer, refused = None, ""
         if request.HasField("checkpoints"):  # the negotiation's checkpoint exchange
             try:
-                response.checkpoints.CopyFrom(
-                    answer_checkpoints(self.home, caller, request.checkpoints))
-            except TrustspaceError as e:  # recorded; the countersignature stands
-                response.checkpoints_refused = e.message[:300]
+                answer = Answer.open(self.home, caller, request.checkpoints)
+            except TrustspaceError as e:  # a refused checkpoint never refuses the countersignature
+                refused = e.message
+        stored = negotiation.accept_countersignature(
+            self.home, caller, doc, also=answer.write if answer else None)
+        crash_point("provider.countersigned")
+        response = pb.CountersignResponse(agreement_id=stored.agreement_id)
+        if answer is not None:
+            try:
+                response.checkpoints.CopyFrom(answer.response())
+            except TrustspaceError as e:
+                refused = e.message
+        response.checkpoints_refused = refused[:300]
         return response
 
     def AgreementStatus(self, request: pb.AgreementStatusRequest,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -236,18 +237,17 @@ def receive_request(home: Home, caller: Peer, doc: SignedDoc) -> Outcome:
         if state == "agreed":
             assert decision.agreed is not None
             agreement = _propose(change, home, caller, request_id, offer, decision.agreed)
+        agreement_id = agreement.body()["agreement_id"] if agreement else None
         change.audit.append("negotiation.decided", {
             "request": request_id, "outcome": state, "reasons": list(reasons),
-            "agreement": agreement.body()["agreement_id"] if agreement else None})
-    return request_status(home, caller, request_id)
+            "agreement": agreement_id})
+    return _answer(home, request_id, consumer=caller.node_id, state=state, reasons=reasons,
+                   agreement_id=agreement_id, agreement=agreement,
+                   decided_at=None if state == "pending" else now)
 
 
 def request_status(home: Home, caller: Peer, request_id: str) -> Outcome:
-    """The answer to a request, with the provider's signed decision once it is decided.
-
-    The decision is rebuilt from what is stored each time; Ed25519 signatures are
-    deterministic, so every answer carries the very same document.
-    """
+    """The answer to a request, with the provider's signed decision once it is decided."""
     row = home.conn.execute(
         "SELECT peer_id, state, reasons, agreement_id, decided_at FROM requests "
         "WHERE request_id = ? AND role = 'provider'", (request_id,)).fetchone()
@@ -255,13 +255,23 @@ def request_status(home: Home, caller: Peer, request_id: str) -> Outcome:
         raise NotFound(f"no request {request_id!r} from {caller.name}")
     peer_id, state, reasons, agreement_id, decided_at = row
     agreement = load_agreement(home, agreement_id).doc if agreement_id else None
+    return _answer(home, request_id, consumer=peer_id, state=state,
+                   reasons=tuple(json.loads(reasons)), agreement_id=agreement_id,
+                   agreement=agreement, decided_at=decided_at)
+
+
+def _answer(home: Home, request_id: str, *, consumer: str, state: str,
+            reasons: tuple[dict[str, str], ...], agreement_id: str | None,
+            agreement: SignedDoc | None, decided_at: int | None) -> Outcome:
+    """The answer to a request as stored: the decision is rebuilt each time, and Ed25519
+    signatures are deterministic, so every answer carries the very same document."""
     decision = None
     if state != "pending":
         decision = SignedDoc.create("decision", {
-            "request_id": request_id, "provider": home.node_id, "consumer": peer_id,
-            "outcome": state, "reasons": json.loads(reasons), "agreement_id": agreement_id,
+            "request_id": request_id, "provider": home.node_id, "consumer": consumer,
+            "outcome": state, "reasons": list(reasons), "agreement_id": agreement_id,
             "decided_at": decided_at}, home.keys)
-    return Outcome(request_id, state, agreement, tuple(json.loads(reasons)), decision)
+    return Outcome(request_id, state, agreement, reasons, decision)
 
 
 def approve(home: Home, request_id: str) -> SignedDoc:
@@ -307,7 +317,14 @@ def reject(home: Home, request_id: str, reason: str,
             "agreement": None})
 
 
-def accept_countersignature(home: Home, caller: Peer, doc: SignedDoc) -> StoredAgreement:
+def accept_countersignature(home: Home, caller: Peer, doc: SignedDoc,
+                            also: Callable[[Change], None] | None = None) -> StoredAgreement:
+    """Activate the agreement ``caller`` countersigned.
+
+    ``also`` runs in the same transaction (a retried countersignature, which changes
+    nothing, still gets one): the checkpoint exchange that rides on the countersignature
+    commits with it, and the provider's checkpoint covers the activation.
+    """
     agreement_id = Agreement.from_doc(doc).agreement_id
     stored = load_agreement(home, agreement_id, role="provider")
     if stored.peer_id != caller.node_id:
@@ -325,14 +342,19 @@ def accept_countersignature(home: Home, caller: Peer, doc: SignedDoc) -> StoredA
         raise BadSignature(f"the signature on {what} (provider) does not verify")
     doc.verify(caller.node_id, caller.card.verify_key, what=f"{what} (consumer)")
     agreement = stored.agreement
-    if stored.state != "awaiting_countersignature":
-        return stored  # a retried countersignature changes nothing
+    if stored.state != "awaiting_countersignature":  # a retried countersignature
+        if also is not None:
+            with home.change() as change:
+                also(change)
+        return stored
     with home.change() as change:
         activated = change.conn.execute(
             "UPDATE agreements SET document = ?, state = 'active' WHERE agreement_id = ? AND "
             "state = 'awaiting_countersignature'", (doc.to_json(), agreement_id)).rowcount
         if activated:
             change.audit.append("agreement.signed", _agreement_entry(agreement, doc, "provider"))
+        if also is not None:
+            also(change)
     if not activated:  # revoked or countersigned by another call meanwhile
         return load_agreement(home, agreement_id)
     return replace(stored, doc=doc, state="active")

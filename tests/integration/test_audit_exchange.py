@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from node.audit_format import AuditEntry, leaf_hash
 from node.auditor.verify import Verification, verify
 from node.config import Config
 from node.errors import BadSignature, InvalidProof
-from node.home import DB_FILE, Home
+from node.home import DB_FILE, Change, Home
 from node.identity import NodeKeys
 from node.peers import add_peer, peer_by_id
 from node.signednote import Checkpoint, add_signature, note_text, open_note, sign_note
@@ -280,3 +280,58 @@ def test_an_answer_that_never_came_back_does_not_wedge_the_next_exchange(
     take_answer(pair.a, peer_b, again, answer_checkpoints(pair.b, peer_a, again))
     result = pair.verify()
     assert result.clean, [f.line() for f in result.findings]
+
+
+def _spoil_signature(pair: Pair, offered: pb.CheckpointExchangeRequest,
+                     answer: pb.CheckpointExchangeResponse) -> None:
+    answer.checkpoint = sign_note(note_text(answer.checkpoint), pair.b.node_id,
+                                  NodeKeys.generate().signing)
+
+
+def _spoil_proof_size(pair: Pair, offered: pb.CheckpointExchangeRequest,
+                      answer: pb.CheckpointExchangeResponse) -> None:
+    offered.known_size = 7777  # no checkpoint of b this node holds has that size
+
+
+def _spoil_cosignature(pair: Pair, offered: pb.CheckpointExchangeRequest,
+                       answer: pb.CheckpointExchangeResponse) -> None:
+    answer.cosigned = answer.checkpoint  # signed by b, but not over a's checkpoint
+
+
+ANSWERS: dict[str, tuple[Callable[..., None] | None, type[Exception] | None]] = {
+    "a good answer": (None, None),
+    "the peer's checkpoint signed by another key": (_spoil_signature, BadSignature),
+    "a proof from a size this node does not hold": (_spoil_proof_size, InvalidProof),
+    "a cosignature of another checkpoint": (_spoil_cosignature, BadSignature),
+}
+
+
+@pytest.mark.parametrize("spoil, error", ANSWERS.values(), ids=ANSWERS.keys())
+def test_what_the_caller_commits_with_an_answer_commits_whatever_the_answer(
+        pair: Pair, spoil: Callable[..., None] | None, error: type[Exception] | None) -> None:
+    """``also`` (the outbox leaving a countersignature) commits whether or not the answer
+    is kept, and a valid cosignature is kept even when the peer's checkpoint is not."""
+    pair.exchange()  # a holds b's first checkpoint: the next one needs a proof from it
+    pair.b.record("node.started", {"address": "127.0.0.1:7011"})
+    peer_b, peer_a = peer_by_id(pair.a, pair.b.node_id), peer_by_id(pair.b, pair.a.node_id)
+    offered = offer_checkpoints(pair.a, peer_b)
+    answer = answer_checkpoints(pair.b, peer_a, offered)
+    if spoil is not None:
+        spoil(pair, offered, answer)
+    held = _rows(pair.a, "SELECT size FROM audit_peer_checkpoints")
+
+    def also(change: Change) -> None:
+        change.conn.execute("INSERT INTO node_meta (key, value) VALUES ('test.also', 'ran')")
+
+    if error is None:
+        take_answer(pair.a, peer_b, offered, answer, also=also)
+    else:
+        with pytest.raises(error):
+            take_answer(pair.a, peer_b, offered, answer, also=also)
+    assert _rows(pair.a, "SELECT value FROM node_meta WHERE key = 'test.also'") == [("ran",)]
+    kept = _rows(pair.a, "SELECT note FROM audit_cosignatures WHERE size = "
+                         f"{_size_of(offered.checkpoint)}")
+    # offered, and cosigned unless the cosignature itself was refused
+    assert kept == [(None if spoil is _spoil_cosignature else answer.cosigned,)]
+    now_held = _rows(pair.a, "SELECT size FROM audit_peer_checkpoints")
+    assert now_held == (held + [(_size_of(answer.checkpoint),)] if error is None else held)

@@ -357,6 +357,12 @@ def provider_dies_after_taking_the_countersignature(s: Space) -> None:
     s.serve(s.provider, "provider.countersigned")
     agreement_id = s.negotiate()  # the countersignature stays in the outbox
     s.died(s.provider)
+    # the checkpoint exchange it carried committed with it: the activation's entry, then
+    # the consumer's checkpoint kept, then the provider's own checkpoint covering both
+    kinds = [kind for (kind,) in sql(s.provider, "SELECT kind FROM audit_entries ORDER BY seq")]
+    signed = kinds.index("agreement.signed")
+    assert kinds[signed + 1] == "checkpoint.cosigned", kinds[signed:]
+    assert sql(s.provider, "SELECT 1 FROM audit_checkpoints WHERE size = ?", signed + 2)
     active(s, agreement_id)
 
 

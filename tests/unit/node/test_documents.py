@@ -29,6 +29,7 @@ from node.negotiation import (
     accept_countersignature,
     make_request,
     receive_request,
+    request_status,
 )
 from node.offers import add_offer
 from node.peers import Peer, add_peer, peer_by_id
@@ -332,6 +333,24 @@ def test_both_nodes_verify_both_signatures_of_an_agreement(
             continue
         with pytest.raises(error, match=message):
             verify_agreement(doc, *cards, countersigned=True)
+
+
+@pytest.mark.parametrize("request_", [
+    Request(purpose="credit-scoring", app="scoring"),
+    Request(purpose="marketing", app="scoring"),  # a purpose the offer does not grant
+], ids=["agreed", "rejected"])
+def test_an_answer_asked_for_again_is_the_very_same_signed_documents(
+        pair: Pair, request_: Request) -> None:
+    doc = make_request(pair.consumer, pair.provider_peer, "offer", request_)
+    first = receive_request(pair.provider, pair.consumer_peer, doc)
+    for again in (request_status(pair.provider, pair.consumer_peer, first.request_id),
+                  receive_request(pair.provider, pair.consumer_peer, doc)):  # a retry
+        assert (again.state, again.reasons) == (first.state, first.reasons)
+        assert again.decision is not None and first.decision is not None
+        assert again.decision.to_json() == first.decision.to_json()
+        assert (again.agreement.to_json() if again.agreement else None) == \
+            (first.agreement.to_json() if first.agreement else None)
+    assert first.state == ("agreed" if request_.purpose == "credit-scoring" else "rejected")
 
 
 COUNTERSIGNATURES: dict[str, tuple[Callable[[Pair, SignedDoc], SignedDoc], type[
