@@ -112,7 +112,8 @@ def accept_agreement(home: Home, provider: Peer, request_id: str, doc: SignedDoc
         change.audit.append("negotiation.decided", decided)
         change.audit.append("agreement.signed", _agreement_entry(agreement, signed, "consumer"))
         enqueue(change, provider.node_id, "countersign", signed)
-    return load_agreement(home, agreement.agreement_id)
+    return StoredAgreement(agreement, signed, "consumer", provider.node_id, "active",
+                           revoked_at=None, revocation=None, hash_key=None)
 
 
 def record_rejection(home: Home, request_id: str, reasons: tuple[dict[str, str], ...]) -> None:

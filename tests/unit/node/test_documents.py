@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from node.agreements import verify_agreement
+from node.agreements import load_agreement, verify_agreement
 from node.canonical import canonical_json
 from node.config import Config
 from node.datasets import add_dataset
@@ -351,6 +351,16 @@ def test_an_answer_asked_for_again_is_the_very_same_signed_documents(
         assert (again.agreement.to_json() if again.agreement else None) == \
             (first.agreement.to_json() if first.agreement else None)
     assert first.state == ("agreed" if request_.purpose == "credit-scoring" else "rejected")
+
+
+def test_the_consumer_returns_the_agreement_as_it_stored_it(pair: Pair) -> None:
+    request_id, doc = propose(pair, ASKED)
+    returned = accept_agreement(pair.consumer, pair.provider_peer, request_id, doc)
+    stored = load_agreement(pair.consumer, returned.agreement_id)
+    assert returned == stored
+    assert (returned.state, returned.role, returned.peer_id) == (
+        "active", "consumer", pair.provider.node_id)
+    assert set(returned.doc.signatures) == {pair.provider.node_id, pair.consumer.node_id}
 
 
 COUNTERSIGNATURES: dict[str, tuple[Callable[[Pair, SignedDoc], SignedDoc], type[
