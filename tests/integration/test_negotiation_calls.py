@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from nacl.signing import VerifyKey
 
+from connector.audit_exchange import offer_checkpoints, take_answer
 from connector.client import PeerClient
 from connector.consumer import negotiate
 from connector.convert import doc_from_pb, doc_to_pb
@@ -148,6 +149,32 @@ def _awaiting_countersignature(space: Space, client: PeerClient) -> StoredAgreem
         space.consumer, provider, request.body()["request_id"],
         doc_from_pb(answer.agreement, what="agreement"),
         doc_from_pb(answer.decision, what="decision"))
+
+
+def test_a_retried_countersignature_changes_nothing_and_still_swaps_checkpoints(
+        space: Space) -> None:
+    """The consumer's outbox may send a countersignature twice (its answer was lost): the
+    agreement stays as it is and the checkpoint exchange it carries is answered again."""
+    held_before = len(sql(space.provider, "SELECT 1 FROM audit_peer_checkpoints"))
+    with space.client() as client:
+        stored = _awaiting_countersignature(space, client)
+        answers = []
+        for _ in range(2):
+            offered = offer_checkpoints(space.consumer, space.provider_peer)
+            answers.append(client.call(client.negotiation.Countersign, pb.CountersignRequest(
+                agreement=doc_to_pb(stored.doc), checkpoints=offered)))
+            take_answer(space.consumer, space.provider_peer, offered, answers[-1].checkpoints)
+    signed = sql(space.provider, "SELECT seq FROM audit_entries WHERE kind = "
+                                 "'agreement.signed' AND json_extract(entry, '$.body.agreement')"
+                                 " = ?", stored.agreement_id)
+    assert len(signed) == 1  # activated once
+    assert one(space.provider, "SELECT state FROM agreements WHERE agreement_id = ?",
+               stored.agreement_id) == "active"
+    for answer in answers:
+        assert answer.agreement_id == stored.agreement_id and not answer.checkpoints_refused
+        assert answer.checkpoints.cosigned and answer.checkpoints.checkpoint
+    # both offers were kept by the provider, the retried one in a transaction of its own
+    assert len(sql(space.provider, "SELECT 1 FROM audit_peer_checkpoints")) == held_before + 2
 
 
 @pytest.mark.parametrize("checkpoint", [
