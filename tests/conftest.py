@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ class Node:
         run_cli("init", home, "--name", name, "--domain", domain, "--listen",
                 f"127.0.0.1:{self.port}", *(extra_init or []), check=True)
 
-    def configure(self, **values: object) -> None:
+    def configure(self, **values: Any) -> None:
         """Change keys of the node's config.toml, as an operator edits it (before serve)."""
         from dataclasses import replace
 
