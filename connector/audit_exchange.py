@@ -276,8 +276,10 @@ class _PeerCheckpoint:
             "size": self.checkpoint.size, "root": self.checkpoint.root.hex(),
             "held_size": refusal.held_size, "held": refusal.held_note, "offered": self.note,
             "proof_from": self.from_size, "proof": [h.hex() for h in self.proof]})
-        raise InvalidProof(f"the checkpoint of {self.peer.name} contradicts one this node "
-                           f"holds: {refusal.reason}")
+        error = InvalidProof(f"the checkpoint of {self.peer.name} contradicts one this node "
+                             f"holds: {refusal.reason}")
+        error.recorded = True
+        raise error
 
 
 def _cosigned_checkpoint_size(home: Home, peer: Peer, note: str, cosigned: str) -> int:

@@ -157,7 +157,7 @@ class ServerAuth(grpc.ServerInterceptor):
                 try:
                     return inner(request, context)
                 except TrustspaceError as e:
-                    abort(context, e)
+                    self._refused_by_handler(method, metadata, context, e)
                 except Exception as e:  # noqa: BLE001 — a handler bug must not leak details
                     if context.code() is not None:  # context.abort() already ran
                         raise
@@ -178,7 +178,7 @@ class ServerAuth(grpc.ServerInterceptor):
                 try:
                     yield from inner_stream(request, context)
                 except TrustspaceError as e:
-                    abort(context, e)
+                    self._refused_by_handler(method, metadata, context, e)
                 except Exception as e:  # noqa: BLE001
                     if context.code() is not None:
                         raise
@@ -237,6 +237,14 @@ class ServerAuth(grpc.ServerInterceptor):
                 "message": error.message[:200]})
         finally:
             abort(context, error)
+
+    def _refused_by_handler(self, method: str, metadata: dict[str, Any],
+                            context: grpc.ServicerContext, error: TrustspaceError) -> NoReturn:
+        """A refusal after authentication: recorded as ``call.refused`` too, unless the
+        handler recorded it under a kind of its own."""
+        if error.recorded:
+            abort(context, error)
+        self._refuse(method, metadata, context, error)
 
     def _check(self, method: str, metadata: dict[str, Any], request: Message) -> Peer:
         home = self._home

@@ -97,6 +97,7 @@ def start_delivery(home: Home, consumer: Peer, agreement_id: str, resume_deliver
         home.record("delivery.refused", {"agreement": agreement_id[:80],
                                          "consumer": consumer.node_id, "reason": e.code,
                                          "message": e.message[:300]})
+        e.recorded = True
         raise
     return _new(home, stored, consumer)
 

@@ -24,6 +24,9 @@ class TrustspaceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # Set where a refusal is written to the audit log under a kind of its own (e.g.
+        # delivery.refused), so the connector does not write it again as call.refused.
+        self.recorded = False
 
     def __str__(self) -> str:
         return self.message

@@ -218,6 +218,7 @@ def receive_request(home: Home, caller: Peer, doc: SignedDoc) -> Outcome:
             change.audit.append("negotiation.decided", {
                 "request": request_id, "outcome": "rejected", "agreement": None,
                 "reasons": [{"term": "consumer_domain", "message": e.message}]})
+        e.recorded = True
         raise
     dataset = get_dataset(home, offer.dataset_id)
     # 4. the policy decides

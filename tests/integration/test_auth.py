@@ -466,3 +466,36 @@ def test_an_unknown_method_is_unimplemented_and_not_recorded(world: World) -> No
         method(b"", timeout=TIMEOUT_S)
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert audit_size(world.path) == size
+
+
+# ---- refusals after authentication ----------------------------------------------------------
+def test_a_refusal_by_the_handler_is_recorded_once_with_its_reason(world: World) -> None:
+    """Authenticated, then refused by what it asks for: recorded as call.refused, and
+    nothing but that entry and the call's nonce is written."""
+    request = pb.RequestStatusRequest(request_id="req-" + "f" * 32)  # no such request
+    metadata = headers(world.consumer, world.node_id, REQUEST_STATUS, request)
+    before, size = state(world.path), audit_size(world.path)
+
+    error = refused(world.channel, REQUEST_STATUS, request, metadata)
+
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+    assert dict(error.trailing_metadata() or ())[ERROR_KEY] == "not_found"
+    [entry] = audit_since(world.path, size)
+    assert (entry.kind, entry.body["method"], entry.body["caller"], entry.body["reason"]) == (
+        "call.refused", REQUEST_STATUS, world.consumer.node_id, "not_found")
+    assert entry.body["message"] == error.details()
+    after = state(world.path)
+    assert len(after.pop("seen_nonces")) == len(before.pop("seen_nonces")) + 1
+    assert after == before
+
+
+def test_a_refusal_by_the_handler_of_a_stream_is_recorded_too(world: World) -> None:
+    request = pb.FetchRequest(agreement_id="agr-" + "f" * 32)  # no such agreement
+    metadata = headers(world.consumer, world.node_id, FETCH, request)
+    size = audit_size(world.path)
+
+    error = refused(world.channel, FETCH, request, metadata)
+
+    assert dict(error.trailing_metadata() or ())[ERROR_KEY] == "contract_refused"
+    assert [(e.kind, e.body["method"], e.body["reason"]) for e in audit_since(
+        world.path, size)] == [("call.refused", FETCH, "contract_refused")]

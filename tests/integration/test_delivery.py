@@ -317,6 +317,8 @@ def test_a_node_that_is_not_the_agreements_consumer_cannot_fetch_it(
     refused = of_agreement(audit(space.provider, "delivery.refused"), held)
     assert [(r["consumer"], r["reason"]) for r in refused] == [
         (thief.node_id, "access_denied")] * 2
+    # recorded once, by the delivery code, not again as a refused call
+    assert not [r for r in audit(space.provider, "call.refused") if r["caller"] == thief.node_id]
 
 
 # ---- a fetch cut off -----------------------------------------------------------------------

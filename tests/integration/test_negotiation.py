@@ -119,6 +119,7 @@ def test_a_request_beyond_the_offer_is_refused_naming_the_term(
     asker, provider = space.node(who), space.provider
     watched = ("agreements", "deliveries")
     before = [table_snapshot(n, *watched) for n in (asker, provider)]
+    logged = len(audit(provider))
 
     result = asker.cli("negotiate", "prov", OFFER_ID, "--purpose", purpose, "--app", APP,
                        *extra)
@@ -149,6 +150,10 @@ def test_a_request_beyond_the_offer_is_refused_naming_the_term(
     # the asker has the provider's signed reasons; a refused call gives its error code
     asker_term = "domain_refused" if who == "other" else term
     assert asker_term in [r["term"] for r in asker_decisions[0]["reasons"]]
+    # a refusal is in the provider's log once: as the decision, not again as a refused call
+    # (and the checkpoint exchange that follows a negotiation either way)
+    assert [e["kind"] for e in audit(provider)[logged:] if e["kind"] != "checkpoint.cosigned"
+            ] == ["negotiation.requested", "negotiation.decided"]
 
 
 def test_every_term_beyond_the_offer_is_named_at_once(space: Space) -> None:

@@ -5,6 +5,7 @@ through ``connector.consumer.negotiate``, as an application using the Python API
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -247,4 +248,10 @@ def test_a_tampered_countersignature_is_refused_and_changes_nothing(
         refused.value.message
     assert one(space.provider, "SELECT state FROM agreements WHERE agreement_id = ?",
                stored.agreement_id) == "awaiting_countersignature"
-    assert int(one(space.provider, "SELECT count(*) FROM audit_entries")) == entries
+    # nothing changed but the refusal, recorded with its reason
+    [(kind, body)] = [(k, json.loads(e)["body"]) for k, e in sql(
+        space.provider, "SELECT kind, entry FROM audit_entries WHERE seq >= ?", entries)]
+    assert (kind, body["method"], body["caller"], body["reason"]) == (
+        "call.refused", "/trustspace.v1.Negotiation/Countersign", space.consumer.node_id,
+        refused.value.code)
+    assert refused.value.message.endswith(body["message"])  # the caller's adds who refused
