@@ -321,6 +321,30 @@ def test_a_node_that_is_not_the_agreements_consumer_cannot_fetch_it(
     assert not [r for r in audit(space.provider, "call.refused") if r["caller"] == thief.node_id]
 
 
+def test_a_revocation_stops_a_delivery_under_way_and_the_refusal_is_recorded(
+        space: Space) -> None:
+    agreement_id = negotiate(space.consumer, offer=BIG_OFFER)  # 200 envelopes
+    consumer = Home.open(space.consumer.home)
+    try:
+        with PeerClient(consumer, peer_by_name(consumer, "prov")) as client:
+            frames = client.stream(client.transfer.Fetch, pb.FetchRequest(
+                agreement_id=agreement_id))
+            assert next(frames).HasField("start")
+            assert next(frames).HasField("envelope")
+            space.provider.cli("revoke", agreement_id, check=True)
+            with pytest.raises(ContractRefused, match="the delivery stops"):
+                for frame in frames:  # what flow control let the provider send before
+                    assert frame.HasField("envelope")
+    finally:
+        consumer.close()
+    sent = of_agreement(audit(space.provider, "envelope.sent"), agreement_id)
+    assert 1 <= len(sent) < BIG_ROWS // 1000
+    [refused] = [r for r in audit(space.provider, "call.refused")
+                 if "the delivery stops" in r["message"] and agreement_id in r["message"]]
+    assert (refused["method"], refused["reason"]) == (
+        "/trustspace.v1.Transfer/Fetch", "contract_refused")
+
+
 # ---- a fetch cut off -----------------------------------------------------------------------
 def test_a_fetch_killed_midway_completes_the_same_delivery_without_duplicates(
         space: Space) -> None:
