@@ -36,6 +36,10 @@ from node.revocation import accept_revocation
 from policies.evaluate import Request
 
 POLL_S = 0.5
+# A request is sent within this long of its creation, or never: the Negotiate call's
+# deadline counts from the request's created_at. Until then a provider that does not know
+# the request may still be about to receive it, so "not found" does not end it yet.
+SENDING_S = 15.0
 
 
 def _exchange(home: Home, client: PeerClient) -> None:
@@ -79,12 +83,13 @@ def negotiate(home: Home, peer_name: str, offer_id: str, request: Request,
         raise BadInput(f"the client given is connected to {client.peer.name}, not to "
                        f"{provider.name}")
     doc = negotiation.make_request(home, provider, offer_id, request)
-    request_id = doc.body()["request_id"]
+    request_id, created_at = doc.body()["request_id"], doc.body()["created_at"]
     crash_point("negotiate.requested")
     with _connected(home, provider, client) as client:
         try:
             response = client.call(client.negotiation.Negotiate,
-                                   pb.NegotiateRequest(request=doc_to_pb(doc)))
+                                   pb.NegotiateRequest(request=doc_to_pb(doc)),
+                                   timeout=max(0.001, _sent_by(created_at) - time.time()))
         except TrustspaceError as e:
             if e.kind != "unavailable":  # the provider answered no: the request is over
                 negotiation.record_rejection(home, request_id, (
@@ -124,14 +129,24 @@ def check_request(home: Home, request_id: str) -> NegotiationResult:
         return _settle(home, client, request_id, response)
 
 
+def _sent_by(created_at: int) -> float:
+    """When (epoch seconds) a request created at ``created_at`` (ms) is sent, or never is."""
+    return created_at / 1000 + SENDING_S
+
+
 def poll_pending_requests(home: Home) -> int:
-    """The running node learns the outcome of requests that waited for approval."""
+    """The running node learns the outcome of requests still pending here: those waiting
+    for approval, and those whose command died or lost the provider before the answer."""
     settled = 0
     for pending in negotiation.pending_requests(home, "consumer"):
         try:
             if check_request(home, pending["request_id"]).state != "pending":
                 settled += 1
-        except NotFound as e:  # the provider never kept it: it was refused on arrival
+        except NotFound as e:
+            if time.time() < _sent_by(pending["created_at"]):
+                continue  # a command may still be sending it: the provider may yet decide
+            # the sending window closed and the provider never kept it: refused on arrival,
+            # or never sent (the command died first)
             negotiation.record_rejection(home, pending["request_id"], (
                 {"term": e.code, "message": e.message[:300]},))
             settled += 1

@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from connector.consumer import SENDING_S
 from policies.transforms import pseudonym
 from tests.conftest import TRUSTSPACE, Node, run_cli
 from tests.integration.conftest import (
@@ -286,9 +287,10 @@ def negotiate_dies_before_sending_its_request(s: Space) -> None:
     s.crash(s.consumer, "negotiate.requested", *NEGOTIATE)
     request_id = new_request(s, before)
     assert not sql(s.provider, "SELECT 1 FROM requests WHERE request_id = ?", request_id)
-    # the running node asks the provider, which never saw it: the request is over
+    # the running node asks the provider, which never saw it: once no command can still be
+    # sending it, the request is over
     wait_for(lambda: request_state(s, request_id)[0] == "rejected",
-             "the consumer to learn that its request never arrived")
+             "the consumer to learn that its request never arrived", timeout=SENDING_S + 30)
     agreement_id = s.agreed()
     active(s, agreement_id)
     delivered_once(s, agreement_id)
@@ -376,7 +378,8 @@ def provider_dies_inside_the_transaction_deciding_a_request(s: Space) -> None:
     assert not sql(s.provider, "SELECT 1 FROM requests WHERE request_id = ?", request_id)
     assert not [e for e in audit(s.provider) if e.get("request") == request_id]
     wait_for(lambda: request_state(s, request_id)[0] == "rejected",
-             "the consumer to learn that the provider kept nothing of its request")
+             "the consumer to learn that the provider kept nothing of its request",
+             timeout=SENDING_S + 30)
     agreement_id = s.agreed()
     active(s, agreement_id)
 

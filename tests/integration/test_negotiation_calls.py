@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from nacl.signing import VerifyKey
 
+from connector import consumer
 from connector.audit_exchange import offer_checkpoints, take_answer
 from connector.client import PeerClient
-from connector.consumer import negotiate
+from connector.consumer import negotiate, poll_pending_requests
 from connector.convert import doc_from_pb, doc_to_pb
 from connector.pb import trustspace_pb2 as pb
 from node import negotiation, outbox
@@ -255,3 +256,43 @@ def test_a_tampered_countersignature_is_refused_and_changes_nothing(
         "call.refused", "/trustspace.v1.Negotiation/Countersign", space.consumer.node_id,
         refused.value.code)
     assert refused.value.message.endswith(body["message"])  # the caller's adds who refused
+
+
+# ---- the running node's poll of pending requests --------------------------------------------
+def _request_state(space: Space, request_id: str) -> tuple[object, ...]:
+    return tuple(space.consumer.conn.execute(
+        "SELECT state, agreement_id FROM requests WHERE request_id = ?", (request_id,)
+    ).fetchone())
+
+
+def test_the_poll_leaves_a_request_a_command_is_still_sending(space: Space) -> None:
+    """The node's poll may ask about a request before the command's call reached the
+    provider: "not found" then ends nothing, and the answer, once sent, is taken."""
+    request = negotiation.make_request(space.consumer, space.provider_peer, OFFER_ID, REQUEST)
+    request_id = request.body()["request_id"]
+    before = space.consumer_tables()
+    assert poll_pending_requests(space.consumer) == 0
+    assert space.consumer_tables() == before
+    with space.client() as client:  # the command's call arrives
+        client.call(client.negotiation.Negotiate, pb.NegotiateRequest(
+            request=doc_to_pb(request)))
+    assert poll_pending_requests(space.consumer) == 1
+    state, agreement_id = _request_state(space, request_id)
+    assert state == "agreed"
+    assert one(space.provider, "SELECT state FROM agreements WHERE agreement_id = ?",
+               agreement_id) == "active"  # the poll countersigned it
+
+
+def test_the_poll_ends_a_request_never_sent_once_its_sending_window_closed(
+        space: Space, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = negotiation.make_request(space.consumer, space.provider_peer, OFFER_ID, REQUEST)
+    request_id = request.body()["request_id"]
+    monkeypatch.setattr(consumer, "SENDING_S", 0.0)  # the command died before sending it
+    assert poll_pending_requests(space.consumer) == 1
+    assert _request_state(space, request_id) == ("rejected", None)
+    [entry] = [json.loads(e)["body"] for (e,) in space.consumer.conn.execute(
+        "SELECT entry FROM audit_entries WHERE kind = 'negotiation.decided' AND "
+        "json_extract(entry, '$.body.request') = ?", (request_id,))]
+    assert entry["outcome"] == "rejected"
+    assert [r["term"] for r in entry["reasons"]] == ["not_found"]
+    assert not sql(space.provider, "SELECT 1 FROM requests WHERE request_id = ?", request_id)
