@@ -103,8 +103,12 @@ def accept_agreement(home: Home, provider: Peer, request_id: str, doc: SignedDoc
     decided["agreement"] = agreement.agreement_id
     signed = doc.signed_by(home.keys)
     with home.change() as change:
-        if _state(change, request_id) == "agreed":  # a repeated answer: already accepted
+        state = _state(change, request_id)
+        if state == "agreed":  # a repeated answer: already accepted
             return load_agreement(home, agreement.agreement_id)
+        if state != "pending":  # e.g. the running node learnt it never arrived: it is over
+            raise ContractRefused(f"request {request_id} is already {state}; the agreement "
+                                  f"from {provider.name} comes too late")
         change.conn.execute("UPDATE requests SET state = 'agreed', agreement_id = ?, "
                             "decided_at = ? WHERE request_id = ?",
                             (agreement.agreement_id, now_ms(), request_id))

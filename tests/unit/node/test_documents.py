@@ -29,6 +29,7 @@ from node.negotiation import (
     accept_countersignature,
     make_request,
     receive_request,
+    record_rejection,
     request_status,
 )
 from node.offers import add_offer
@@ -361,6 +362,21 @@ def test_the_consumer_returns_the_agreement_as_it_stored_it(pair: Pair) -> None:
     assert (returned.state, returned.role, returned.peer_id) == (
         "active", "consumer", pair.provider.node_id)
     assert set(returned.doc.signatures) == {pair.provider.node_id, pair.consumer.node_id}
+
+
+def test_an_agreement_for_a_request_already_closed_is_refused_and_changes_nothing(
+        pair: Pair) -> None:
+    """The running node may have closed the request (the provider did not know it when
+    asked): an agreement arriving after that is refused, never countersigned."""
+    request_id, doc = propose(pair, ASKED)
+    record_rejection(pair.consumer, request_id, ({"term": "not_found", "message": "unknown"},))
+    stored_before = _agreements(pair.consumer)
+    with pytest.raises(ContractRefused, match=f"request {request_id} is already rejected"):
+        accept_agreement(pair.consumer, pair.provider_peer, request_id, doc)
+    assert _agreements(pair.consumer) == stored_before
+    assert _request_state(pair.consumer, request_id) == "rejected"
+    assert not pair.consumer.conn.execute("SELECT 1 FROM outbox WHERE kind = 'countersign' "
+                                          "AND document LIKE ?", (f"%{request_id}%",)).fetchall()
 
 
 COUNTERSIGNATURES: dict[str, tuple[Callable[[Pair, SignedDoc], SignedDoc], type[
