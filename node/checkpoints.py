@@ -11,7 +11,6 @@ there instead of rehashing the whole log.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from node.audit import now_ms
@@ -33,34 +32,20 @@ def origin_of(node_id: str) -> str:
 class Checkpointer:
     def __init__(self, home: Home) -> None:
         self._home = home
+        # (size, time) of a checkpoint this process saw committed. Checkpoints are never
+        # removed, so the newest one is at least this new: while this one says none is due,
+        # none is, and the appends of a transaction need not look.
+        self.seen_committed = (0, 0)
 
     def after_append(self, conn: sqlite3.Connection, size: int) -> None:
         last = latest(conn)
         last_size, last_time = (0, 0) if last is None else (last[0], last[1])
-        if size - last_size >= EVERY_ENTRIES or now_ms() - last_time >= EVERY_MS:
+        if _due(size, last_size, last_time):
             self.write(conn, size)
 
-    def for_transaction(self) -> Callable[[sqlite3.Connection, int], None]:
-        """``after_append`` for the appends of one write transaction.
-
-        The latest checkpoint is read at the first append and kept until this transaction
-        writes one: under the write lock no one else adds one, and one added some other way
-        inside this transaction only makes the kept one older, so a checkpoint comes early,
-        never late.
-        """
-        kept: list[tuple[int, int]] = []
-
-        def after_append(conn: sqlite3.Connection, size: int) -> None:
-            if not kept:
-                row = conn.execute("SELECT size, time FROM audit_checkpoints "
-                                   "ORDER BY size DESC LIMIT 1").fetchone()
-                kept.append((0, 0) if row is None else (int(row[0]), int(row[1])))
-            last_size, last_time = kept[0]
-            if size - last_size >= EVERY_ENTRIES or now_ms() - last_time >= EVERY_MS:
-                self.write(conn, size)
-                kept.clear()
-
-        return after_append
+    def for_transaction(self) -> TransactionCheckpoints:
+        """``after_append`` for the appends of one write transaction."""
+        return TransactionCheckpoints(self)
 
     def write(self, conn: sqlite3.Connection, size: int) -> str:
         """Write the checkpoint for the first ``size`` entries (inside a transaction)."""
@@ -87,6 +72,42 @@ class Checkpointer:
             if size == 0:
                 return None
             return self.write(change.conn, size)
+
+
+def _due(size: int, last_size: int, last_time: int) -> bool:
+    return size - last_size >= EVERY_ENTRIES or now_ms() - last_time >= EVERY_MS
+
+
+class TransactionCheckpoints:
+    """Writes the checkpoints due during one write transaction, as its entries are appended.
+
+    It looks up the newest checkpoint only once the one the process saw committed says
+    one may be due, and keeps what it read until it writes one: under the write lock no
+    one else adds one, and one added some other way inside this transaction only makes
+    the kept one older, so a checkpoint comes early, never late. :meth:`committed` tells
+    the process what this transaction leaves behind.
+    """
+
+    def __init__(self, checkpointer: Checkpointer) -> None:
+        self._checkpointer = checkpointer
+        self._kept: tuple[int, int] | None = None
+
+    def __call__(self, conn: sqlite3.Connection, size: int) -> None:
+        if not _due(size, *self._checkpointer.seen_committed):
+            return
+        if self._kept is None:
+            row = conn.execute("SELECT size, time FROM audit_checkpoints "
+                               "ORDER BY size DESC LIMIT 1").fetchone()
+            self._kept = (0, 0) if row is None else (int(row[0]), int(row[1]))
+        if _due(size, *self._kept):
+            self._checkpointer.write(conn, size)
+            self._kept = None
+
+    def committed(self) -> None:
+        """The transaction committed: the checkpoint it read is known to exist. (One it
+        wrote is not kept; the next transaction that may be due reads it.)"""
+        if self._kept is not None and self._kept[0] > self._checkpointer.seen_committed[0]:
+            self._checkpointer.seen_committed = self._kept
 
 
 def latest(conn: sqlite3.Connection) -> tuple[int, int, str] | None:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from node.audit import AuditLog, now_ms
 from node.config import Config
 from node.errors import AlreadyExists, InvalidHome
 from node.identity import NodeCard, NodeKeys, SignedCard
-from node.store.db import connect, migrate, transaction
+from node.store.db import connect, migrate
 
 CONFIG_FILE = "config.toml"
 KEY_FILE = "node.key"
@@ -113,20 +111,13 @@ class Home:
         self._local = threading.local()
 
     # ---- writes ----------------------------------------------------------------------
-    @contextmanager
-    def change(self) -> Iterator[Change]:
+    def change(self) -> _Transaction:
         """A write transaction with the audit log; serialised within this process.
 
         The log handed out belongs to this transaction alone (it keeps its last entry and
         the latest checkpoint in memory) and refuses appends once the transaction ends.
         """
-        with self._lock, transaction(self.conn) as conn:
-            audit = AuditLog(conn, self.node_id, self.checkpointer.for_transaction(),
-                             one_transaction=True)
-            try:
-                yield Change(conn, audit)
-            finally:
-                audit.close()
+        return _Transaction(self)
 
     def record(self, kind: str, body: dict[str, object]) -> None:
         """An audit entry that is itself the whole change (e.g. a refused call)."""
@@ -143,6 +134,42 @@ class Home:
 
     def signed_card(self) -> SignedCard:
         return SignedCard.create(self.keys, self.card())
+
+
+class _Transaction:
+    """``Home.change()``: the process lock, then BEGIN IMMEDIATE; COMMIT when the block
+    ends, ROLLBACK when it raises. A class rather than a generator-based context manager:
+    a node records most events one per transaction, and the generator's machinery cost
+    about a tenth of each."""
+
+    __slots__ = ("_home", "_conn", "_audit", "_checkpoints")
+
+    def __init__(self, home: Home) -> None:
+        self._home = home
+
+    def __enter__(self) -> Change:
+        home = self._home
+        home._lock.acquire()
+        try:
+            conn = self._conn = home.conn
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            home._lock.release()
+            raise
+        self._checkpoints = home.checkpointer.for_transaction()
+        self._audit = AuditLog(conn, home.node_id, self._checkpoints, one_transaction=True)
+        return Change(conn, self._audit)
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            self._audit.close()
+            if kind is not None:
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute("COMMIT")
+                self._checkpoints.committed()
+        finally:
+            self._home._lock.release()
 
 
 def _public_keys(keys: NodeKeys) -> tuple[str, str]:

@@ -60,12 +60,24 @@ def with_rollbacks(home: Home) -> None:
                 i += 1
 
 
+def two_homes_alternating(home: Home) -> None:
+    """A second opening of the same node (as a command beside the running node), each
+    appending in turn: neither one's checkpoints may be delayed by the other's."""
+    other = Home.open(home.path)
+    try:
+        for i in range(ENTRIES):
+            (home if i % 3 else other).record("test.event", {"i": i})
+    finally:
+        other.close()
+
+
 APPENDS: dict[str, Callable[[Home], None]] = {
     "one entry per transaction": one_per_transaction,
     "all in one transaction": all_in_one,
     "batches of 999": in_batches(999),
     "batches of 1000": in_batches(EVERY_ENTRIES),
     "batches of 700, every other one rolled back": with_rollbacks,
+    "two openings of the node in turn": two_homes_alternating,
 }
 
 
@@ -108,3 +120,19 @@ def test_a_changes_log_refuses_appends_once_its_transaction_ended(tmp_path: Path
         assert home.audit.size() == 2
     finally:
         home.close()
+
+
+def test_an_append_with_no_checkpoint_due_does_not_look_for_one(tmp_path: Path) -> None:
+    """The process knows the newest checkpoint it saw committed; an append that it shows
+    is not due for one (fewer than EVERY_ENTRIES entries, under a second) reads none."""
+    home = Home.init(tmp_path / "node", CONFIG)
+    statements: list[str] = []
+    try:
+        home.checkpointer.checkpoint_now()
+        home.record("test.event", {"i": -1})  # looks it up: now the process knows it
+        home.conn.set_trace_callback(statements.append)
+        home.record("test.event", {"i": 0})
+    finally:
+        home.conn.set_trace_callback(None)
+        home.close()
+    assert statements and not [s for s in statements if "audit_checkpoints" in s], statements
