@@ -136,3 +136,26 @@ def test_an_append_with_no_checkpoint_due_does_not_look_for_one(tmp_path: Path) 
         home.conn.set_trace_callback(None)
         home.close()
     assert statements and not [s for s in statements if "audit_checkpoints" in s], statements
+
+
+def test_a_change_that_cannot_begin_leaves_the_node_usable(tmp_path: Path) -> None:
+    """A transaction that fails to begin must not keep the process's write lock: another
+    thread's change still goes through."""
+    import sqlite3
+    import threading
+
+    home = Home.init(tmp_path / "node", CONFIG)
+    try:
+        home.conn.close()  # this thread's connection is gone: BEGIN fails
+        with pytest.raises(sqlite3.ProgrammingError), home.change():
+            pass
+        done = threading.Event()
+
+        def record() -> None:  # another thread, with a connection of its own
+            home.record("test.event", {"i": 0})
+            done.set()
+
+        threading.Thread(target=record, daemon=True).start()
+        assert done.wait(10), "the failed change kept the write lock"
+    finally:
+        home.close()
