@@ -6,7 +6,11 @@ The caller sends its latest checkpoint with a consistency proof from the size th
 responder last cosigned; the responder verifies it against the newest checkpoint of the
 caller it holds, cosigns it, keeps it, records ``checkpoint.cosigned`` and answers with
 the cosigned checkpoint and its own latest one (with a proof from the size the caller
-holds), which the caller verifies, cosigns, keeps and records in turn. A checkpoint that
+holds), which the caller verifies, cosigns, keeps and records in turn. "Latest" is the
+newest checkpoint, or a new one when one is due (node/checkpoints.py: every 1000 entries
+or every second), so a node does not sign a checkpoint per exchange, and a checkpoint
+shown again — byte for byte the note already held — is compared, not verified, cosigned
+or recorded again. A checkpoint that
 contradicts one already held — another root at the same size, a smaller size, a proof
 that fails — is refused and recorded as ``checkpoint.refused`` with both notes, which is
 the evidence of a fork an auditor needs.
@@ -38,7 +42,13 @@ from node.errors import BadNote, BadSignature, InvalidProof, TrustspaceError
 from node.home import Change, Home
 from node.merkle import HASH_SIZE, consistency_proof_from, verify_consistency
 from node.peers import Peer
-from node.signednote import Checkpoint, add_signature, note_text, open_note
+from node.signednote import (
+    Checkpoint,
+    add_signature,
+    note_text,
+    open_note,
+    signed_as_before,
+)
 
 MAX_HELD_SIZE = 2**63 - 1
 """The largest tree size SQLite can store: a larger one (2^64-1 is valid C2SP) is refused."""
@@ -68,17 +78,23 @@ def exchange_checkpoints(home: Home, client: PeerClient) -> None:
 
 
 def offer_checkpoints(home: Home, peer: Peer) -> pb.CheckpointExchangeRequest:
-    """The caller's offer: its latest checkpoint, with a proof from what ``peer`` cosigned."""
+    """The caller's offer: its newest checkpoint, with a proof from what ``peer`` cosigned.
+
+    Offering the same checkpoint again writes nothing: only a checkpoint that is due, or
+    one not offered to ``peer`` before, takes a write transaction.
+    """
     cosigned_size = _cosigned_size(home, peer.node_id)
     known_size = _held_size(home, peer.node_id)
-    with home.change() as change:
-        note, checkpoint = _checkpoint_now(home, change)
-        change.conn.execute("INSERT OR IGNORE INTO audit_cosignatures (peer_id, size, "
-                            "offered_at) VALUES (?, ?, ?)",
-                            (peer.node_id, checkpoint.size, now_ms()))
+    note = home.checkpointer.newest_if_none_due(home.conn, home.audit.size())
+    if note is None or not _offered(home, peer.node_id, _size_of(note)):
+        with home.change() as change:
+            note = _shown(home, change)
+            change.conn.execute("INSERT OR IGNORE INTO audit_cosignatures (peer_id, size, "
+                                "offered_at) VALUES (?, ?, ?)",
+                                (peer.node_id, _size_of(note), now_ms()))
     return pb.CheckpointExchangeRequest(
         checkpoint=note, known_size=known_size, cosigned_size=cosigned_size,
-        consistency=proof_from(home, cosigned_size, checkpoint.size))
+        consistency=proof_from(home, cosigned_size, _size_of(note)))
 
 
 def answer_checkpoints(home: Home, caller: Peer,
@@ -125,9 +141,9 @@ class Answer:
             self._error = e
             return
         note, size = "", 0
-        if refusal is None:  # ours covers the checkpoint.cosigned entry just written
-            note, ours = _checkpoint_now(self._home, change)
-            size = ours.size
+        if refusal is None:
+            note = _shown(self._home, change)
+            size = _size_of(note)
         self._written = cosigned, refusal, note, size
 
     def response(self) -> pb.CheckpointExchangeResponse:
@@ -151,8 +167,11 @@ def take_answer(home: Home, peer: Peer, offered: pb.CheckpointExchangeRequest,
     ``also`` commits with what is kept, and commits even when the answer is refused: it
     is the caller's own bookkeeping of the call (the outbox), not part of the exchange.
     """
+    size = _size_of(offered.checkpoint)
+    kept = _kept_cosignature(home, peer.node_id, size)
     try:
-        size = _cosigned_checkpoint_size(home, peer, offered.checkpoint, answer.cosigned)
+        if answer.cosigned != kept:  # one kept before was checked when it was kept
+            _check_cosignature(peer, offered.checkpoint, answer.cosigned)
     except TrustspaceError:
         if also is not None:
             with home.change() as change:
@@ -167,7 +186,8 @@ def take_answer(home: Home, peer: Peer, offered: pb.CheckpointExchangeRequest,
     except TrustspaceError as e:  # the peer's own checkpoint is refused; its cosignature stands
         error = e
     with home.change() as change:
-        _keep_cosignature(change, peer, size, answer.cosigned)
+        if answer.cosigned != kept:
+            _keep_cosignature(change, peer, size, answer.cosigned)
         if theirs is not None:
             try:
                 _, refusal = theirs.keep(change)
@@ -184,12 +204,17 @@ def take_answer(home: Home, peer: Peer, offered: pb.CheckpointExchangeRequest,
 # --- the domain steps ------------------------------------------------------------------------
 
 
-def _checkpoint_now(home: Home, change: Change) -> tuple[str, Checkpoint]:
+def _shown(home: Home, change: Change) -> str:
+    """The checkpoint this node shows its counterparty (see Checkpointer.shown)."""
     size = change.audit.size()
     if size == 0:
         raise TrustspaceError("this node's audit log is empty, so it has no checkpoint")
-    note = home.checkpointer.write(change.conn, size)
-    return note, Checkpoint.parse(note_text(note), origin=origin_of(home.node_id))
+    return home.checkpointer.shown(change.conn, size)
+
+
+def _size_of(note: str) -> int:
+    """The tree size of one of this node's own checkpoints."""
+    return Checkpoint.parse(note_text(note)).size
 
 
 def proof_from(home: Home, old_size: int, new_size: int) -> list[bytes]:
@@ -240,14 +265,23 @@ class _PeerCheckpoint:
     @classmethod
     def open(cls, home: Home, peer: Peer, note: str, from_size: int,
              proof: Sequence[bytes]) -> _PeerCheckpoint:
-        """1. Signed by the peer, for the peer's log (checked before any write lock)."""
-        opened = open_note(note, {peer.node_id: VerifyKey(peer.card.verify_key)})
-        checkpoint = Checkpoint.parse(opened.text, origin=origin_of(peer.node_id))
+        """1. Signed by the peer, for the peer's log (checked before any write lock).
+
+        A note this node verified, cosigned and kept before is compared, not verified
+        and cosigned again: a peer shows the same checkpoint until its next one is due.
+        """
+        key = VerifyKey(peer.card.verify_key)
+        cosigned = _held_copy(home, peer, note, key)
+        if cosigned is None:
+            text = open_note(note, {peer.node_id: key}).text
+            cosigned = add_signature(note, home.node_id, home.keys.signing)
+        else:
+            text = note_text(note)
+        checkpoint = Checkpoint.parse(text, origin=origin_of(peer.node_id))
         if checkpoint.size > MAX_HELD_SIZE:
             raise BadNote(f"the checkpoint of {peer.name} has tree size {checkpoint.size}; a "
                           f"size this node can hold is at most 2^63-1")
-        return cls(peer, note, checkpoint, add_signature(note, home.node_id, home.keys.signing),
-                   from_size, proof)
+        return cls(peer, note, checkpoint, cosigned, from_size, proof)
 
     def keep(self, change: Change) -> tuple[str, _Refusal | None]:
         """2. Consistent with what is held — one root per size, never smaller, a valid
@@ -282,8 +316,8 @@ class _PeerCheckpoint:
         raise error
 
 
-def _cosigned_checkpoint_size(home: Home, peer: Peer, note: str, cosigned: str) -> int:
-    """The size of our checkpoint ``note``, once ``cosigned`` is it signed by us both."""
+def _check_cosignature(peer: Peer, note: str, cosigned: str) -> None:
+    """``cosigned`` must be our checkpoint ``note`` signed by us both."""
     text = note_text(note)  # our own note, as this node just sent it
     theirs = open_note(cosigned, {peer.node_id: VerifyKey(peer.card.verify_key)})
     # Our signature lines must come back as sent, over the same text: compared, as they
@@ -292,7 +326,21 @@ def _cosigned_checkpoint_size(home: Home, peer: Peer, note: str, cosigned: str) 
     if theirs.text != text or not ours <= set(cosigned[len(text) + 1:].splitlines()):
         raise BadSignature(f"{peer.name} returned a cosignature of another checkpoint than the "
                            "one this node sent")
-    return Checkpoint.parse(text).size
+
+
+def _held_copy(home: Home, peer: Peer, note: str, key: VerifyKey) -> str | None:
+    """Our cosigned copy of ``note`` if this node kept this very note of ``peer`` before."""
+    try:  # the text only locates the held copy; the comparison decides
+        size = Checkpoint.parse(note_text(note), origin=origin_of(peer.node_id)).size
+    except BadNote:
+        return None
+    if size > MAX_HELD_SIZE:
+        return None
+    row = home.conn.execute("SELECT note FROM audit_peer_checkpoints WHERE peer_id = ? AND "
+                            "size = ?", (peer.node_id, size)).fetchone()
+    if row is None or not signed_as_before(note, str(row[0]), peer.node_id, key):
+        return None
+    return str(row[0])
 
 
 def _keep_cosignature(change: Change, peer: Peer, size: int, cosigned: str) -> None:
@@ -352,6 +400,19 @@ def _held_size(home: Home, peer_id: str) -> int:
     row = home.conn.execute("SELECT max(size) FROM audit_peer_checkpoints WHERE peer_id = ?",
                             (peer_id,)).fetchone()
     return int(row[0] or 0)
+
+
+def _offered(home: Home, peer_id: str, size: int) -> bool:
+    """Whether our checkpoint of ``size`` was offered to ``peer_id`` before."""
+    return home.conn.execute("SELECT 1 FROM audit_cosignatures WHERE peer_id = ? AND size = ?",
+                             (peer_id, size)).fetchone() is not None
+
+
+def _kept_cosignature(home: Home, peer_id: str, size: int) -> str | None:
+    """The cosignature ``peer_id`` returned of our checkpoint of ``size``, if one was kept."""
+    row = home.conn.execute("SELECT note FROM audit_cosignatures WHERE peer_id = ? AND "
+                            "size = ?", (peer_id, size)).fetchone()
+    return None if row is None or row[0] is None else str(row[0])
 
 
 def _cosigned_size(home: Home, peer_id: str) -> int:

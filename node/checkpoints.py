@@ -4,6 +4,8 @@ A checkpoint pins the Merkle root of the first ``size`` entries in a C2SP signed
 signed by the node key. One is written at least every ``EVERY_ENTRIES`` entries or every
 ``EVERY_MS`` while entries arrive (checked at each append, inside the same transaction),
 by the running node's timer for entries that arrived before a pause, and at export.
+A node shows its counterparties its newest checkpoint (:meth:`Checkpointer.shown`), so an
+exchange writes one only when one is due by the same rules.
 The compact range stored with each checkpoint lets the next one extend the tree from
 there instead of rehashing the whole log.
 """
@@ -60,6 +62,23 @@ class Checkpointer:
         conn.execute("INSERT INTO audit_checkpoints (size, root, note, frontier, time) "
                      "VALUES (?, ?, ?, ?, ?)", (size, root, note, frontier.to_bytes(), now_ms()))
         return note
+
+    def newest_if_none_due(self, conn: sqlite3.Connection, size: int) -> str | None:
+        """The newest checkpoint, unless none exists or one is due for the first ``size``
+        entries (read-only: the answer for the caller that holds no write lock yet)."""
+        last = latest(conn)
+        if last is None or (size > last[0] and _due(size, last[0], last[1])):
+            return None
+        return last[2]
+
+    def shown(self, conn: sqlite3.Connection, size: int) -> str:
+        """The checkpoint this node shows a counterparty (inside a write transaction): the
+        newest one, or the one due now for the first ``size`` entries.
+
+        Counterparties cosign what they are shown, so the cosigned checkpoints trail the log
+        by at most what a checkpoint may trail it: ``EVERY_ENTRIES`` or ``EVERY_MS``.
+        """
+        return self.newest_if_none_due(conn, size) or self.write(conn, size)
 
     def checkpoint_if_unattested(self) -> str | None:
         """The running node's timer: cover entries that arrived before a pause."""

@@ -178,6 +178,22 @@ def open_note(note: str | bytes, known: Mapping[str, VerifyKey]) -> OpenedNote:
     return OpenedNote(text, tuple(verified), tuple(unverified))
 
 
+def signed_as_before(note: str, opened: str, name: str, verify_key: VerifyKey) -> bool:
+    """True if ``note`` has the text of ``opened``, a note this node opened and verified
+    before, and the signature by ``name`` that ``opened`` carries: it needs no second check.
+
+    A checkpoint that comes back unchanged is compared, not verified again.
+    """
+    try:
+        text, signatures = _split(note)
+        opened_text, opened_signatures = _split(opened)
+    except BadNote:
+        return False
+    wanted = key_id(name, verify_key)
+    signed = [s for s in signatures if (s.name, s.key_id) == (name, wanted)]
+    return text == opened_text and bool(signed) and signed[0] in opened_signatures
+
+
 def note_text(note: str) -> str:
     """The text of a well-formed note, verifying no signature.
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from connector import audit_exchange
 from connector.audit_exchange import (
     accept_checkpoint,
     answer_checkpoints,
@@ -23,6 +24,7 @@ from connector.audit_exchange import (
 from connector.client import PeerClient
 from connector.pb import trustspace_pb2 as pb
 from connector.server import create_server
+from node import checkpoints
 from node.audit_export import export_log
 from node.audit_format import AuditEntry, leaf_hash
 from node.auditor.verify import Verification, verify
@@ -59,6 +61,13 @@ class Pair:
             cards.append(self.tmp / f"{home.config.name}.card")
             cards[-1].write_text(home.signed_card().to_json())
         return verify(logs, cards)
+
+
+@pytest.fixture(autouse=True)
+def every_exchange_shows_a_new_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a checkpoint due at every exchange, as one is once a second in service, so
+    these tests need not wait for one; the tests of an unchanged checkpoint undo it."""
+    monkeypatch.setattr(checkpoints, "EVERY_MS", 0)
 
 
 @pytest.fixture
@@ -114,6 +123,55 @@ def test_later_exchanges_carry_consistency_proofs_and_the_logs_verify(pair: Pair
     assert first == 0 and second > 0 and len(bytes(proof)) % 32 == 0 and proof
     result = pair.verify()
     assert result.clean, [f.line() for f in result.findings]
+
+
+def _exchange_state(pair: Pair) -> list[list[tuple[Any, ...]]]:
+    return [_rows(home, f"SELECT * FROM {table}") for home in (pair.a, pair.b)
+            for table in ("audit_entries", "audit_checkpoints", "audit_peer_checkpoints",
+                          "audit_cosignatures")]
+
+
+def test_a_checkpoint_shown_again_is_compared_not_signed_or_verified_again(
+        pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Until its next checkpoint is due a node shows its newest one again; an exchange of
+    checkpoints both sides hold already writes nothing and checks no signature."""
+    pair.exchange()
+    monkeypatch.setattr(checkpoints, "EVERY_MS", 3_600_000)
+    pair.exchange()  # the cosigned entries of the first exchange came after its checkpoints
+    before = _exchange_state(pair)
+    crypto: list[str] = []
+    for name in ("open_note", "add_signature"):
+        real = getattr(audit_exchange, name)
+        monkeypatch.setattr(audit_exchange, name,
+                            lambda *a, _real=real, _name=name: crypto.append(_name) or _real(*a))
+    pair.exchange()
+    assert crypto == [] and _exchange_state(pair) == before
+    # Once the next checkpoint is due, the exchange shows it, with its proof, and it is
+    # verified, cosigned and kept again.
+    monkeypatch.setattr(checkpoints, "EVERY_MS", 0)
+    pair.exchange()
+    assert "open_note" in crypto and "add_signature" in crypto
+    assert len(_rows(pair.a, "SELECT 1 FROM audit_peer_checkpoints")) == \
+        len(before[2]) + 1
+    result = pair.verify()
+    assert result.clean, [f.line() for f in result.findings]
+
+
+def test_a_held_checkpoint_with_another_signature_is_verified_and_refused(pair: Pair) -> None:
+    pair.exchange()
+    b = pair.b
+    [(note,)] = _rows(b, "SELECT note FROM audit_checkpoints ORDER BY size DESC LIMIT 1")
+    [(size, held)] = _rows(pair.a, "SELECT size, note FROM audit_peer_checkpoints")
+    assert _size_of(str(note)) == size
+    peer = peer_by_id(pair.a, b.node_id)
+    # the very note a holds is taken as held, and nothing is written
+    before = _exchange_state(pair)
+    assert accept_checkpoint(pair.a, peer, str(note), size, []) == held
+    assert _exchange_state(pair) == before
+    # the same text with b's signature altered is no longer the held note: it is verified
+    with pytest.raises(BadSignature):
+        accept_checkpoint(pair.a, peer, _flip_line(str(note), b), size, [])
+    assert _exchange_state(pair) == before
 
 
 def test_a_checkpoint_that_contradicts_a_held_one_is_refused_and_recorded(pair: Pair) -> None:

@@ -25,6 +25,7 @@ from node.signednote import (
     open_note,
     parse_verifier_key,
     sign_note,
+    signed_as_before,
     verifier_key,
 )
 from tests.vectors import load_transparency_vectors
@@ -127,6 +128,31 @@ def test_a_cosignature_is_one_more_signature_line() -> None:
 def test_cosigning_again_replaces_the_own_signature() -> None:
     once = add_signature(SIGNED, "EnochRoot", ENOCH_SIGNER)
     assert add_signature(once, "EnochRoot", ENOCH_SIGNER) == once
+
+
+def test_a_note_that_comes_back_unchanged_is_known_as_opened_before() -> None:
+    cosigned = add_signature(SIGNED, "EnochRoot", ENOCH_SIGNER)  # as the verifier keeps it
+    peter = PETER_KNOWN["PeterNeumann"]
+    assert signed_as_before(SIGNED, cosigned, "PeterNeumann", peter)
+    assert signed_as_before(cosigned, cosigned, "PeterNeumann", peter)
+
+
+def _peter_line_flipped(note: str) -> str:
+    head, _, b64 = PETER_LINE.rstrip("\n").rpartition(" ")
+    flipped = b64[:-2] + ("A" if b64[-2] != "A" else "B") + b64[-1]
+    return note.replace(PETER_LINE, f"{head} {flipped}\n")
+
+
+@pytest.mark.parametrize("note", [
+    pytest.param(sign_note("Hello, World!\n", "PeterNeumann", PETER_SIGNER), id="another text"),
+    pytest.param(_peter_line_flipped(SIGNED), id="the signature altered"),
+    pytest.param(sign_note(TEXT, "EnochRoot", ENOCH_SIGNER), id="signed by another key only"),
+    pytest.param(sign_note(TEXT, "PeterNeumann", ENOCH_SIGNER), id="the name with another key"),
+    pytest.param("not a note", id="not a note"),
+])
+def test_a_note_that_differs_in_its_text_or_signature_must_be_opened_again(note: str) -> None:
+    cosigned = add_signature(SIGNED, "EnochRoot", ENOCH_SIGNER)
+    assert not signed_as_before(note, cosigned, "PeterNeumann", PETER_KNOWN["PeterNeumann"])
 
 
 DOUBLE = NOTES["peterneumann_enochroot_double_signed"]
