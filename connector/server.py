@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from concurrent import futures
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from connector.auth import ServerAuth
+from connector.call_thread import CallThread
 from connector.client import channel_options
 from connector.pb import trustspace_pb2 as pb
 from connector.pb import trustspace_pb2_grpc as rpc
@@ -34,8 +36,10 @@ def create_server(home: Home, address: str | None = None) -> tuple[grpc.Server, 
     # gRPC sets SO_REUSEPORT by default: a second node on a busy port would then share it
     # with the first and receive half of its peers' calls. One port, one node.
     options = [*channel_options(home.config.max_message_bytes), ("grpc.so_reuseport", 0)]
+    call_thread = CallThread()  # outermost: a call is authenticated on the call thread too
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS),
-                         interceptors=[ServerAuth(home)], options=options)
+                         interceptors=[call_thread, ServerAuth(home)], options=options)
+    weakref.finalize(server, call_thread.close)
     rpc.add_CatalogServicer_to_server(CatalogService(home), server)
     rpc.add_NegotiationServicer_to_server(NegotiationService(home), server)
     rpc.add_TransferServicer_to_server(TransferService(home), server)
