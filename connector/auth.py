@@ -114,24 +114,43 @@ def sign_call(keys: NodeKeys, audience: str, method: str,
             (SIGNATURE, b64(keys.sign("call", payload)))]
 
 
-class _ClientAuth(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
-    def __init__(self, keys: NodeKeys, audience: str) -> None:
-        self._keys, self._audience = keys, audience
+class _SignedMethod:
+    """One method of a peer's service whose every call carries this node's signature."""
 
-    def _details(self, details: Any, request: Message) -> Any:
-        metadata = list(details.metadata or ()) + sign_call(
-            self._keys, self._audience, details.method, request)
-        return details._replace(metadata=metadata)
+    def __init__(self, call: Any, keys: NodeKeys, audience: str, method: str) -> None:
+        self._call, self._keys, self._audience, self._method = call, keys, audience, method
 
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details, request), request)
-
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details, request), request)
+    def __call__(self, request: Message, timeout: float | None = None,
+                 metadata: Any = None, **options: Any) -> Any:
+        signed = [*(metadata or ()), *sign_call(self._keys, self._audience, self._method, request)]
+        return self._call(request, timeout=timeout, metadata=signed, **options)
 
 
-def authenticated_channel(channel: grpc.Channel, keys: NodeKeys, audience: str) -> grpc.Channel:
-    return grpc.intercept_channel(channel, _ClientAuth(keys, audience))
+class _SignedChannel:
+    """The channel the stubs of a peer's services are built on: it hands out methods that
+    sign each call. (A gRPC client interceptor does the same at about a fifth more CPU a
+    call, for wrappers this node does not need.)"""
+
+    def __init__(self, channel: grpc.Channel, keys: NodeKeys, audience: str) -> None:
+        self._channel, self._keys, self._audience = channel, keys, audience
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> _SignedMethod:
+        return _SignedMethod(self._channel.unary_unary(method, *args, **kwargs), self._keys,
+                             self._audience, method)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> _SignedMethod:
+        return _SignedMethod(self._channel.unary_stream(method, *args, **kwargs), self._keys,
+                             self._audience, method)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError(f"{method} streams its requests, which cannot be signed as one call")
+
+    stream_stream = stream_unary
+
+
+def authenticated_channel(channel: grpc.Channel, keys: NodeKeys, audience: str) -> Any:
+    """``channel`` with every call signed for ``audience``, for building service stubs."""
+    return _SignedChannel(channel, keys, audience)
 
 
 class ServerAuth(grpc.ServerInterceptor):

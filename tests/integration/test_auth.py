@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from connector.auth import NODE, NONCE, SIGNATURE, TIME, call_bytes
+from connector.auth import NODE, NONCE, SIGNATURE, TIME, authenticated_channel, call_bytes
 from connector.pb import trustspace_pb2 as pb
 from connector.pb import trustspace_pb2_grpc as rpc
 from connector.server import create_server
@@ -499,3 +499,11 @@ def test_a_refusal_by_the_handler_of_a_stream_is_recorded_too(world: World) -> N
     assert dict(error.trailing_metadata() or ())[ERROR_KEY] == "contract_refused"
     assert [(e.kind, e.body["method"], e.body["reason"]) for e in audit_since(
         world.path, size)] == [("call.refused", FETCH, "contract_refused")]
+
+
+def test_the_client_cannot_build_a_call_that_streams_requests(world: World) -> None:
+    """Such a call could not be signed as one request, so the client refuses to make one."""
+    channel = authenticated_channel(world.channel, world.consumer.keys, world.node_id)
+    for build in (channel.stream_unary, channel.stream_stream):
+        with pytest.raises(TypeError, match="cannot be signed"):
+            build("/trustspace.v1.Catalog/ListOffers")
