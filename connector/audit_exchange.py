@@ -6,14 +6,15 @@ The caller sends its latest checkpoint with a consistency proof from the size th
 responder last cosigned; the responder verifies it against the newest checkpoint of the
 caller it holds, cosigns it, keeps it, records ``checkpoint.cosigned`` and answers with
 the cosigned checkpoint and its own latest one (with a proof from the size the caller
-holds), which the caller verifies, cosigns, keeps and records in turn. "Latest" is the
-newest checkpoint, or a new one when one is due (node/checkpoints.py: every 1000 entries
-or every second), so a node does not sign a checkpoint per exchange, and a checkpoint
-shown again — byte for byte the note already held — is compared, not verified, cosigned
-or recorded again. A checkpoint that
+holds), which the caller verifies, cosigns, keeps and records in turn. A checkpoint that
 contradicts one already held — another root at the same size, a smaller size, a proof
 that fails — is refused and recorded as ``checkpoint.refused`` with both notes, which is
 the evidence of a fork an auditor needs.
+
+"Latest" is the newest checkpoint, or a new one when one is due (node/checkpoints.py:
+every 1000 entries or every second), so a node does not sign a checkpoint per exchange;
+a checkpoint shown again — byte for byte the note already held — is compared, not
+verified, cosigned or recorded again.
 
 Each side keeps, per held checkpoint, the proof it accepted it with, so an auditor given
 only one side's export can still check the other side's checkpoints against each other.
