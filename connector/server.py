@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from concurrent import futures
 from pathlib import Path
 
@@ -11,10 +10,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from connector.auth import ServerAuth
-from connector.call_thread import CallThread
 from connector.client import channel_options
 from connector.pb import trustspace_pb2 as pb
 from connector.pb import trustspace_pb2_grpc as rpc
+from connector.serial_calls import SerialCalls
 from node.errors import BadInput
 from node.home import Home
 
@@ -36,10 +35,9 @@ def create_server(home: Home, address: str | None = None) -> tuple[grpc.Server, 
     # gRPC sets SO_REUSEPORT by default: a second node on a busy port would then share it
     # with the first and receive half of its peers' calls. One port, one node.
     options = [*channel_options(home.config.max_message_bytes), ("grpc.so_reuseport", 0)]
-    call_thread = CallThread()  # outermost: a call is authenticated on the call thread too
+    # SerialCalls outermost: a call is authenticated in the call slot too
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=WORKERS),
-                         interceptors=[call_thread, ServerAuth(home)], options=options)
-    weakref.finalize(server, call_thread.close)
+                         interceptors=[SerialCalls(home), ServerAuth(home)], options=options)
     rpc.add_CatalogServicer_to_server(CatalogService(home), server)
     rpc.add_NegotiationServicer_to_server(NegotiationService(home), server)
     rpc.add_TransferServicer_to_server(TransferService(home), server)

@@ -7,6 +7,7 @@ out the audit log so the state change and its entry commit together.
 
 from __future__ import annotations
 
+import contextvars
 import os
 import sqlite3
 import threading
@@ -41,12 +42,18 @@ class Home:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
+        self._call_slot = threading.Lock()
+        self._call_conn: sqlite3.Connection | None = None
         from node.checkpoints import Checkpointer  # late: checkpoints need the open home
         self.checkpointer = Checkpointer(self)
 
     @property
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection: WAL lets threads read while one of them writes."""
+        """The connection of the call being served (:meth:`serving_call`), else this
+        thread's own: WAL lets threads read while one of them writes."""
+        serving = _SERVING.get()
+        if serving is not None and serving[0] is self:
+            return serving[1]
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.path / DB_FILE)
@@ -109,6 +116,13 @@ class Home:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+        self._call_conn = None
+
+    def serving_call(self) -> _ServingCall:
+        """The node's call slot: one holder at a time, on whichever thread, and every holder
+        uses the slot's one connection, whose page cache stays warm from call to call
+        (connector/serial_calls.py)."""
+        return _ServingCall(self)
 
     # ---- writes ----------------------------------------------------------------------
     def change(self) -> _Transaction:
@@ -134,6 +148,36 @@ class Home:
 
     def signed_card(self) -> SignedCard:
         return SignedCard.create(self.keys, self.card())
+
+
+_SERVING: contextvars.ContextVar[tuple[Home, sqlite3.Connection] | None] = \
+    contextvars.ContextVar("serving_call", default=None)
+
+
+class _ServingCall:
+    """``Home.serving_call()``: the call slot's lock, and its connection lent to the holder."""
+
+    __slots__ = ("_home", "_token")
+
+    def __init__(self, home: Home) -> None:
+        self._home = home
+
+    def __enter__(self) -> None:
+        home = self._home
+        home._call_slot.acquire()
+        try:
+            if home._call_conn is None:
+                home._call_conn = connect(home.path / DB_FILE)
+                with home._lock:
+                    home._connections.append(home._call_conn)
+            self._token = _SERVING.set((home, home._call_conn))
+        except BaseException:
+            home._call_slot.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        _SERVING.reset(self._token)
+        self._home._call_slot.release()
 
 
 class _Transaction:
