@@ -1,8 +1,9 @@
 """A node's HOME folder: its configuration, keys, database and audit log, opened together.
 
-``Home`` is what every command and the running server work on. It owns one SQLite
-connection; a write goes through ``home.change()``, which opens a transaction and hands
-out the audit log so the state change and its entry commit together.
+``Home`` is what every command and the running server work on. It opens one SQLite
+connection per thread, and one for the calls the server serves one at a time; a write goes
+through ``home.change()``, which opens a transaction and hands out the audit log so the
+state change and its entry commit together.
 """
 
 from __future__ import annotations
