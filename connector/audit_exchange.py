@@ -87,15 +87,15 @@ def offer_checkpoints(home: Home, peer: Peer) -> pb.CheckpointExchangeRequest:
     cosigned_size = _cosigned_size(home, peer.node_id)
     known_size = _held_size(home, peer.node_id)
     note = home.checkpointer.newest_if_none_due(home.conn, home.audit.size())
-    if note is None or not _offered(home, peer.node_id, _size_of(note)):
+    if note is None or not _offered(home, peer.node_id, size := _size_of(note)):
         with home.change() as change:
             note = _shown(home, change)
+            size = _size_of(note)
             change.conn.execute("INSERT OR IGNORE INTO audit_cosignatures (peer_id, size, "
-                                "offered_at) VALUES (?, ?, ?)",
-                                (peer.node_id, _size_of(note), now_ms()))
+                                "offered_at) VALUES (?, ?, ?)", (peer.node_id, size, now_ms()))
     return pb.CheckpointExchangeRequest(
         checkpoint=note, known_size=known_size, cosigned_size=cosigned_size,
-        consistency=proof_from(home, cosigned_size, _size_of(note)))
+        consistency=proof_from(home, cosigned_size, size))
 
 
 def answer_checkpoints(home: Home, caller: Peer,

@@ -57,10 +57,14 @@ class Home:
             return serving[1]
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = connect(self.path / DB_FILE)
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
+            conn = self._local.conn = self._open_connection()
+        return conn
+
+    def _open_connection(self) -> sqlite3.Connection:
+        """A new connection to the database, closed with the home."""
+        conn = connect(self.path / DB_FILE)
+        with self._lock:
+            self._connections.append(conn)
         return conn
 
     @property
@@ -168,9 +172,7 @@ class _ServingCall:
         home._call_slot.acquire()
         try:
             if home._call_conn is None:
-                home._call_conn = connect(home.path / DB_FILE)
-                with home._lock:
-                    home._connections.append(home._call_conn)
+                home._call_conn = home._open_connection()
             self._token = _SERVING.set((home, home._call_conn))
         except BaseException:
             home._call_slot.release()
